@@ -1,0 +1,297 @@
+"""The `newsmon` command.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or input (the message names the file,
+the line and the fix).
+
+    newsmon run [--once]            the daemon (or one poll/batch/alert cycle)
+    newsmon demo                    an offline end-to-end replay on bundled feeds
+    newsmon check-config            validate the settings, sources and topics; print them (secrets masked)
+    newsmon query "SQL"             query the store (works while the daemon runs)
+    newsmon dedup --in --out        fold documents (JSON lines) into stories
+    newsmon match --in --out        match documents (JSON lines) against the topics
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.errors import ConfigError, NewsmonError
+
+log = logging.getLogger("newsmon")
+
+
+# --- shared options -----------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="settings file (YAML); default: built-in defaults")
+    p.add_argument("--sources", metavar="FILE", help="feeds file; default: the settings' `sources` or ./sources.yaml")
+    p.add_argument("--data-dir", metavar="DIR", help="where the store lives; default: the settings' `data_dir`")
+    p.add_argument("--verbose", "-v", action="store_true", help="log every decision")
+
+
+def _load_config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
+    from pipeline import config
+
+    return config.load(args.config, sources_path=args.sources, data_dir=args.data_dir, overrides=overrides)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # Beam and the HTTP stack are chatty at INFO; their warnings still show.
+        for name in ("apache_beam", "httpx", "httpcore", "trafilatura", "htmldate"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# --- run / demo -----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.daemon import Daemon
+
+    cfg = _load_config(args)
+    daemon = Daemon(cfg)
+    try:
+        if args.once:
+            polled, batches, sent = daemon.run_once()
+            disp: dict[str, int] = {}
+            for b in batches:
+                for k, v in b.dispositions.items():
+                    disp[k] = disp.get(k, 0) + v
+            print(
+                f"polled {polled.feeds} feeds ({polled.errors} errors), {polled.new_items} new items; "
+                f"dispositions {disp or '{}'}; alerts sent {sent.sent}, failed {sent.transient + sent.permanent}"
+            )
+            for feed_id, err in sorted(polled.errors_by_feed.items()):
+                print(f"  feed {feed_id}: {err}")
+        else:
+            daemon.run_forever()
+    finally:
+        daemon.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(data_dir=args.data_dir, keep=args.keep)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from pipeline.stages.topics import load_topics
+
+    cfg = _load_config(args)
+    topics = load_topics(cfg.topics_dir)
+    if args.dump:
+        print(json.dumps(cfg.dump(), indent=2))
+    print(f"ok: {len(cfg.feeds)} feeds from {cfg.sources_path}; {len(topics)} topics from {cfg.topics_dir} "
+          f"({', '.join(t.id for t in topics)}); data in {cfg.data_dir}")
+    return 0
+
+
+# --- query ------------------------------------------------------------------------------------------
+
+
+def format_rows(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, max_width: int = 60) -> str:
+    if fmt == "json":
+        return "\n".join(json.dumps(dict(zip(cols, r, strict=True)), default=str, ensure_ascii=False) for r in rows)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(cols)
+        w.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+
+    def cell(v: Any) -> str:
+        s = "" if v is None else str(v).replace("\n", " ")
+        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+
+    body = [[cell(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(cols)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line, "| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)) + " |", line]
+    out += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + " |" for r in body]
+    out += [line, f"({len(rows)} row{'s' if len(rows) != 1 else ''})"]
+    return "\n".join(out)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from pipeline.store import Store
+
+    cfg = _load_config(args)
+    with Store.open(cfg.data_dir, read_only=True) as store:
+        try:
+            cols, rows = store.query(args.sql)
+        except duckdb.Error as e:
+            print(f"newsmon query: {e}", file=sys.stderr)
+            return 2
+    print(format_rows(cols, rows, args.format))
+    return 0
+
+
+# --- batch commands over JSON lines ---------------------------------------------------------------
+
+
+def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each non-blank line; ConfigError naming file and line otherwise."""
+    try:
+        fh = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise ConfigError(f"cannot read input: {e.strerror}", path=path) from None
+    with fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"not valid JSON ({e.msg} at column {e.colno}); one JSON object per line", path=path, line=n) from None
+            if not isinstance(rec, dict):
+                raise ConfigError("each line must be a JSON object", path=path, line=n)
+            yield n, rec
+
+
+def _docs(path: str):
+    from pipeline.models import DedupDoc, parse_datetime
+
+    seen: dict[str, int] = {}
+    for n, rec in read_jsonl(path):
+        doc_id, text = rec.get("id"), rec.get("text")
+        if not isinstance(doc_id, str | int) or doc_id == "":
+            raise ConfigError("missing 'id' (a string)", path=path, line=n)
+        if not isinstance(text, str):
+            raise ConfigError("missing 'text' (a string)", path=path, line=n)
+        doc_id = str(doc_id)
+        if doc_id in seen:
+            raise ConfigError(f"duplicate id '{doc_id}' (first on line {seen[doc_id]}); ids must be unique", path=path, line=n)
+        seen[doc_id] = n
+        try:
+            published = parse_datetime(rec.get("published"))
+        except ValueError:
+            raise ConfigError("'published' must be ISO 8601, e.g. 2025-08-01T12:00:00Z", path=path, line=n) from None
+        if published is not None and published.tzinfo is None:
+            from datetime import UTC
+
+            published = published.replace(tzinfo=UTC)
+        yield DedupDoc(doc_id, text, str(rec.get("title") or ""), str(rec.get("url") or ""), published, str(rec.get("source") or ""))
+
+
+def _write_jsonl(path: str, records: Sequence[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text, encoding="utf-8")
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from pipeline.stages.dedup import DedupSettings, fold_stories
+
+    docs = list(_docs(args.inp))
+    settings = DedupSettings(window_days=args.window_days) if args.window_days else DedupSettings()
+    out = fold_stories(docs, settings)
+    _write_jsonl(args.out, [{"id": a.doc_id, "story_id": a.story_id, "link": a.link} for a in out])
+    stories = len({a.story_id for a in out})
+    print(f"{len(docs)} documents -> {stories} stories; written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from pipeline.models import to_dict
+    from pipeline.stages.topics import load_topics, match_article
+
+    cfg = _load_config(args)
+    topics = load_topics(args.topics or cfg.topics_dir)
+    out = []
+    for doc in _docs(args.inp):
+        for m in match_article(doc.doc_id, doc.title, doc.text, topics):
+            if args.all_levels or m.level == "alert":
+                out.append({"id": m.doc_id, "topic": m.topic, "score": round(m.score, 4), "level": m.level,
+                            "evidence": [to_dict(e) for e in m.evidence]})
+    _write_jsonl(args.out, out)
+    print(f"{len(out)} matches; written to {args.out}", file=sys.stderr)
+    return 0
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newsmon", description="Self-hosted news monitoring: feeds -> stories -> topic alerts.")
+    parser.add_argument("--version", action="version", version=f"newsmon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon (scheduler); --once for one cycle")
+    _common(p)
+    p.add_argument("--once", action="store_true", help="one poll, batch and alert cycle, then exit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="offline end-to-end replay on bundled feeds served from loopback")
+    p.add_argument("--data-dir", metavar="DIR", help="store of the demo (default: ./newsmon-demo, recreated)")
+    p.add_argument("--keep", action="store_true", help="keep an existing demo store instead of recreating it")
+    p.add_argument("--verbose", "-v", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("check-config", help="validate settings, sources and topics")
+    _common(p)
+    p.add_argument("--dump", action="store_true", help="print the resolved configuration (secrets masked)")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("query", help="run SQL against the store (read-only, concurrent with the daemon)")
+    _common(p)
+    p.add_argument("sql")
+    p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("dedup", help="fold JSON-lines documents into stories")
+    p.add_argument("--in", dest="inp", required=True, metavar="DOCS.jsonl", help="records with id, text[, title, url, published, source]; - for stdin")
+    p.add_argument("--out", required=True, metavar="STORIES.jsonl", help="one record per input: id, story_id, link; - for stdout")
+    p.add_argument("--window-days", type=float, help="time window for rewrites (default from settings)")
+    p.add_argument("--verbose", "-v", action="store_true")
+    p.set_defaults(func=cmd_dedup)
+
+    p = sub.add_parser("match", help="match JSON-lines documents against the topics")
+    _common(p)
+    p.add_argument("--in", dest="inp", required=True, metavar="DOCS.jsonl")
+    p.add_argument("--out", required=True, metavar="MATCHES.jsonl", help="one record per (document, matched topic)")
+    p.add_argument("--topics", metavar="DIR", help="topics directory (default: the settings' topics_dir)")
+    p.add_argument("--all-levels", action="store_true", help="also emit mention-level matches")
+    p.set_defaults(func=cmd_match)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "verbose", False))
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"newsmon: {e}", file=sys.stderr)
+        return 2
+    except NewsmonError as e:
+        print(f"newsmon: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

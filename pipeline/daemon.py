@@ -1,0 +1,276 @@
+"""The daemon: builds dependencies once, owns the scheduler, stops gracefully.
+
+Three jobs, each a method that can also be called directly (`run --once`, tests):
+
+* `poll()`: due feeds -> conditional GET -> parse -> new items committed to the spool.
+* `batch()`: spool -> Beam pipeline -> results loaded in one transaction -> outbox rows.
+* `alert()`: outbox -> notifiers -> delivery log.
+
+APScheduler owns time (UTC, coalesce, one instance of each job at a time). The store serialises
+transactions, so the jobs may overlap: a slow batch does not delay polling. On SIGTERM or Ctrl-C
+the scheduler stops taking new runs; a job in flight gets `stop_timeout` seconds to finish.
+Abandoning a batch is safe: its items stay 'pending' in the spool and the next run takes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import signal
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pipeline.alert.dispatch import DispatchSummary, dispatch
+from pipeline.alert.notifiers import Notifier
+from pipeline.alert.notifiers.console import ConsoleNotifier
+from pipeline.alert.notifiers.email import EmailNotifier
+from pipeline.alert.notifiers.slack import SlackWebhookNotifier
+from pipeline.config import Config
+from pipeline.fetch.http import HttpClient, HttpSettings
+from pipeline.fetch.poll import is_due, poll_feed
+from pipeline.flow import BatchOptions, run_batch
+from pipeline.stages.dedup import DedupSettings
+from pipeline.stages.topics import load_topics
+from pipeline.store import BatchSummary, Store
+
+log = logging.getLogger("newsmon.daemon")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PollSummary:
+    feeds: int = 0
+    ok: int = 0
+    not_modified: int = 0
+    unchanged: int = 0
+    errors: int = 0
+    new_items: int = 0
+    errors_by_feed: dict[str, str] = field(default_factory=dict)
+
+
+def http_settings(config: Config, *, pages: bool) -> HttpSettings:
+    f = config.settings.fetch
+    return HttpSettings(
+        user_agent=f.user_agent,
+        connect_timeout=f.connect_timeout_seconds,
+        total_timeout=f.total_timeout_seconds,
+        max_body_bytes=f.max_page_bytes if pages else f.max_feed_bytes,
+        max_redirects=f.max_redirects,
+        allow_private_addresses=f.allow_private_addresses,
+        per_host_concurrency=f.per_host_concurrency,
+        per_host_min_gap=f.per_host_min_gap_seconds,
+    )
+
+
+def build_notifiers(config: Config) -> list[Notifier]:
+    a = config.settings.alerts
+    out: list[Notifier] = []
+    if a.slack and config.secrets.slack_webhook_url:
+        out.append(SlackWebhookNotifier(config.secrets.slack_webhook_url.get_secret_value(), a.slack.timeout_seconds))
+    if a.email:
+        ctx = ssl.create_default_context(cafile=a.email.ca_file) if a.email.ca_file else None
+        pw = config.secrets.smtp_password.get_secret_value() if config.secrets.smtp_password else None
+        out.append(
+            EmailNotifier(
+                a.email.host,
+                a.email.port,
+                a.email.sender,
+                tuple(a.email.recipients),
+                username=a.email.username,
+                password=pw,
+                starttls=a.email.starttls,
+                ssl_context=ctx,
+                timeout=a.email.timeout_seconds,
+            )
+        )
+    if a.console or not out:
+        out.append(ConsoleNotifier())
+    return out
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store | None = None,
+        notifiers: Sequence[Notifier] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = store or Store.open(config.data_dir)
+        self.notifiers = list(notifiers) if notifiers is not None else build_notifiers(config)
+        self.feed_client = HttpClient(http_settings(config, pages=False))
+        self.topics = load_topics(config.topics_dir)  # fail at start, not in the first batch
+        self.rng = random.Random()
+        self._stop = threading.Event()
+        self._running: set[str] = set()  # names of jobs in flight, for the graceful stop
+        self.store.sync_feeds(config.feeds, self.clock())
+
+    def close(self) -> None:
+        self.feed_client.close()
+        self.store.close()
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    def poll(self, *, force: bool = False) -> PollSummary:
+        """Poll the feeds that are due (all enabled feeds when `force`)."""
+        now = self.clock()
+        states = self.store.feed_states()
+        due = [f for f in self.config.feeds if f.enabled and (force or is_due(states.get(f.id), now))]
+        summary = PollSummary(feeds=len(due))
+        if not due:
+            return summary
+        workers = min(self.config.settings.fetch.workers, len(due))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+            futures = {
+                pool.submit(poll_feed, f, states.get(f.id), self.feed_client, now=now, rng=self.rng): f for f in due
+            }
+            for fut, source in futures.items():
+                res = fut.result()
+                new = self.store.record_poll(
+                    res.state,
+                    fetched_at=now,
+                    outcome=res.outcome,
+                    status=res.status,
+                    error_kind=res.error_kind,
+                    error=res.error,
+                    duration_ms=res.duration_ms,
+                    items=res.items,
+                )
+                summary.new_items += len(new)
+                if res.outcome == "error":
+                    summary.errors += 1
+                    summary.errors_by_feed[source.id] = f"{res.error_kind}: {res.error}"
+                else:
+                    setattr(summary, res.outcome, getattr(summary, res.outcome) + 1)
+                log.info(
+                    "feed_polled feed_id=%s outcome=%s status=%s new_items=%d error_kind=%s",
+                    source.id, res.outcome, res.status, len(new), res.error_kind,
+                )
+        return summary
+
+    def batch(self) -> BatchSummary | None:
+        """Run one Beam batch over the spool; None when nothing is pending."""
+        p = self.config.settings.pipeline
+        items = self.store.pending_items(p.max_batch_items)
+        if not items:
+            return None
+        started = self.clock()
+        batch_id = started.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        history = self.store.dedup_history(started - timedelta(days=p.dedup_history_days))
+        opts = BatchOptions(
+            topics_dir=str(self.config.topics_dir),
+            now=started,
+            http=http_settings(self.config, pages=True),
+            download_workers=self.config.settings.fetch.workers,
+            min_text_chars=p.min_text_chars,
+            dedup=DedupSettings(window_days=p.dedup_window_days),
+            runner=p.runner,
+            beam_args=tuple(p.beam_args),
+        )
+        out_dir = self.config.data_dir / "batches" / batch_id
+        t0 = time.monotonic()
+        results = run_batch(items, history, opts, out_dir)
+        summary = self.store.load_batch(
+            batch_id,
+            results,
+            now=self.clock(),
+            runner=p.runner,
+            started_at=started,
+            topic_descriptions={t.id: t.description for t in self.topics},
+        )
+        shutil.rmtree(out_dir, ignore_errors=True)  # loaded: the shards are no longer needed
+        log.info(
+            "batch_loaded batch_id=%s items=%d dispositions=%s alerts_new=%d seconds=%.2f",
+            batch_id, summary.items, summary.dispositions, summary.alerts_new, time.monotonic() - t0,
+        )
+        return summary
+
+    def alert(self) -> DispatchSummary:
+        return dispatch(
+            self.store, self.notifiers, max_attempts=self.config.settings.alerts.max_attempts, now=self.clock
+        )
+
+    def run_once(self) -> tuple[PollSummary, list[BatchSummary], DispatchSummary]:
+        """One full cycle: poll every enabled feed, drain the spool, deliver alerts."""
+        polled = self.poll(force=True)
+        batches = []
+        while (b := self.batch()) is not None:
+            batches.append(b)
+            if b.items == 0:
+                break
+        return polled, batches, self.alert()
+
+    # -- the scheduler --------------------------------------------------------------------------
+
+    def run_forever(self, *, stop_timeout: float = 30.0) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        s = self.config.settings
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": JobExecutor(3)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+        now = self.clock()
+        scheduler.add_job(self._guard(self.poll), "interval", seconds=s.pipeline.poll_tick_seconds, id="poll", next_run_time=now)
+        scheduler.add_job(self._guard(self.batch), "interval", seconds=s.pipeline.batch_interval_seconds, id="batch",
+                          next_run_time=now + timedelta(seconds=5))
+        scheduler.add_job(self._guard(self.alert), "interval", seconds=s.alerts.interval_seconds, id="alert",
+                          next_run_time=now + timedelta(seconds=10))
+
+        def on_signal(signum: int, _frame: object) -> None:
+            log.info("stop_requested signal=%s", signal.Signals(signum).name)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        scheduler.start()
+        log.info("daemon_started feeds=%d data_dir=%s", len(self.config.feeds), self.config.data_dir)
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            scheduler.shutdown(wait=False)
+            self._wait_for_jobs(stop_timeout)
+            log.info("daemon_stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _guard(self, job: Callable[[], object]) -> Callable[[], None]:
+        """Jobs log their failures and keep the daemon alive; the next run tries again."""
+        name = getattr(job, "__name__", "job")
+
+        def run() -> None:
+            if self._stop.is_set():
+                return
+            self._running.add(name)
+            try:
+                job()
+            except Exception:
+                log.exception("job_failed job=%s", name)
+            finally:
+                self._running.discard(name)
+
+        return run
+
+    def _wait_for_jobs(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self._running:
+            log.warning("stop_timeout_abandoning jobs=%s (pending items stay in the spool)", sorted(self._running))

@@ -1,0 +1,553 @@
+"""The one module that owns the database.
+
+Storage is a DuckLake: table data in Parquet files under `<data_dir>/lake/`, the catalog in a
+SQLite file `<data_dir>/catalog.sqlite`. DuckDB queries it. We chose it over a plain `.duckdb`
+file because a `.duckdb` file is locked by the process that writes it: an analyst could not even
+open it read-only while the daemon runs. With a SQLite catalog, the daemon writes and any number
+of analyst processes read at the same time, each seeing every committed transaction.
+
+The daemon is the only writer (`Store.open(..., read_only=False)`); within it one lock serialises
+transactions, so the poll, batch and alert jobs can run on different threads. DuckLake has no
+UNIQUE constraints, so every insert here is an anti-join on the table's key (see the migration).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.errors import StoreError
+from pipeline.models import (
+    DedupDoc,
+    FeedItem,
+    FeedState,
+    ItemResult,
+)
+from pipeline.store.connection import connect
+from pipeline.store.migrate import migrate
+
+LAKE = "lake"
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    batch_id: str
+    items: int
+    dispositions: dict[str, int]
+    stories_new: int
+    matches: int
+    alerts_new: int
+
+
+@dataclass(frozen=True)
+class DueAlert:
+    alert_id: str
+    channel: str
+    attempt: int  # the attempt number this send will be (1-based)
+    topic: str
+    story_id: str
+    payload: dict[str, Any]
+
+
+def alert_id_for(topic: str, story_id: str) -> str:
+    return hashlib.sha1(f"{topic}\x00{story_id}".encode()).hexdigest()[:20]
+
+
+class Store:
+    """A handle on the lake. Use `Store.open()`; close it, or use it as a context manager."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, data_dir: Path, read_only: bool) -> None:
+        self._con = con
+        self._lock = threading.RLock()
+        self.data_dir = data_dir
+        self.read_only = read_only
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: str | Path, *, read_only: bool = False) -> Store:
+        data_dir = Path(data_dir)
+        if read_only and not (data_dir / "catalog.sqlite").exists():
+            raise StoreError(
+                f"no newsmon store at {data_dir} (catalog.sqlite missing); run `newsmon run --once` "
+                "or `newsmon demo` first, or pass the right --data-dir"
+            )
+        con = connect(data_dir, read_only=read_only)
+        store = cls(con, data_dir, read_only)
+        if not read_only:
+            migrate(con, LAKE)
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One atomic unit: everything inside commits together or not at all."""
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    # -- generic reads --------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run analyst SQL against the lake (tables are reachable unqualified)."""
+        with self._lock:
+            cur = self._con.execute(sql, params or [])
+            if cur.description is None:
+                return [], []
+            cols = [d[0] for d in cur.description]
+            return cols, cur.fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        _, rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    # -- feeds ----------------------------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Sequence[Any], now: datetime) -> None:
+        """Make the feeds table mirror sources.yaml (Source models)."""
+        rows = [
+            {
+                "feed_id": f.id,
+                "url": f.url,
+                "name": f.name,
+                "tags": list(f.tags),
+                "interval_minutes": float(f.interval_minutes),
+                "enabled": f.enabled,
+                "updated_at": now,
+            }
+            for f in feeds
+        ]
+        with self.transaction() as con:
+            con.execute(f"DELETE FROM {LAKE}.feeds")
+            _insert(con, "feeds", rows)
+
+    def feed_states(self) -> dict[str, FeedState]:
+        cols, rows = self.query(f"SELECT * FROM {LAKE}.feed_state")
+        return {r[0]: FeedState(**dict(zip(cols, r, strict=True))) for r in rows}
+
+    def record_poll(
+        self,
+        state: FeedState,
+        *,
+        fetched_at: datetime,
+        outcome: str,
+        status: int | None,
+        error_kind: str | None,
+        error: str | None,
+        duration_ms: float,
+        items: Sequence[FeedItem] = (),
+    ) -> list[FeedItem]:
+        """Commit one poll: new items into the spool, the feed's state, a fetch_log row.
+
+        Items already seen (same item_id) are skipped; returns the new ones. Because items and
+        state commit together, a crash either keeps both or neither: nothing is lost, and a
+        re-poll after a crash finds the same items again.
+        """
+        with self.transaction() as con:
+            new = _new_items(con, items)
+            _insert(
+                con,
+                "items",
+                [
+                    {
+                        "item_id": it.item_id,
+                        "feed_id": it.feed_id,
+                        "guid": it.guid,
+                        "url": it.url,
+                        "title": it.title,
+                        "summary": it.summary,
+                        "published": it.published,
+                        "seen_at": it.seen_at,
+                        "disposition": "pending",
+                        "disposition_at": it.seen_at,
+                    }
+                    for it in new
+                ],
+            )
+            before = con.execute(
+                f"SELECT items_total FROM {LAKE}.feed_state WHERE feed_id = ?", [state.feed_id]
+            ).fetchone()
+            total = (before[0] or 0 if before else 0) + len(new)
+            state = FeedState(**{**state.__dict__, "items_total": total})
+            con.execute(f"DELETE FROM {LAKE}.feed_state WHERE feed_id = ?", [state.feed_id])
+            _insert(con, "feed_state", [state.__dict__])
+            _insert(
+                con,
+                "fetch_log",
+                [
+                    {
+                        "feed_id": state.feed_id,
+                        "fetched_at": fetched_at,
+                        "outcome": outcome,
+                        "status": status,
+                        "error_kind": error_kind,
+                        "error": error,
+                        "new_items": len(new),
+                        "duration_ms": duration_ms,
+                    }
+                ],
+            )
+        return new
+
+    # -- the spool ------------------------------------------------------------------------------
+
+    def pending_items(self, limit: int) -> list[FeedItem]:
+        cols, rows = self.query(
+            f"SELECT item_id, feed_id, guid, url, title, summary, published, seen_at FROM {LAKE}.items "
+            "WHERE disposition = 'pending' ORDER BY seen_at, item_id LIMIT ?",
+            [limit],
+        )
+        return [FeedItem(*r) for r in rows]
+
+    def dedup_history(self, since: datetime) -> list[tuple[DedupDoc, str]]:
+        """Recent stored articles with their story, oldest first: what folding compares against."""
+        _, rows = self.query(
+            f"SELECT article_id, text, title, canonical_url, published, coalesce(sitename, feed_id), story_id "
+            f"FROM {LAKE}.articles WHERE coalesce(published, stored_at) >= ? ORDER BY stored_at, article_id",
+            [since],
+        )
+        return [(DedupDoc(r[0], r[1], r[2] or "", r[3] or "", r[4], r[5] or ""), r[6]) for r in rows]
+
+    def known_article_ids(self, ids: Iterable[str]) -> set[str]:
+        ids = list(set(ids))
+        if not ids:
+            return set()
+        _, rows = self.query(f"SELECT article_id FROM {LAKE}.articles WHERE article_id IN (SELECT unnest(?))", [ids])
+        return {r[0] for r in rows}
+
+    # -- loading a batch ------------------------------------------------------------------------
+
+    def load_batch(
+        self,
+        batch_id: str,
+        results: Sequence[ItemResult],
+        *,
+        now: datetime,
+        runner: str,
+        started_at: datetime,
+        topic_descriptions: dict[str, str] | None = None,
+    ) -> BatchSummary:
+        """Commit a batch's results in one transaction; outbox rows for new (topic, story) alerts.
+
+        Idempotent: results for items that are no longer pending (a batch loaded before a crash
+        and replayed) are skipped, articles and stories already present are not inserted again,
+        and an alert exists at most once per (topic, story).
+        """
+        topic_descriptions = topic_descriptions or {}
+        with self.transaction() as con:
+            pending = _pending_ids(con, [r.item.item_id for r in results])
+            results = [r for r in results if r.item.item_id in pending]
+            known_articles = _existing(con, "articles", "article_id", [r.article.article_id for r in results if r.article])
+            known_stories = _existing(con, "stories", "story_id", [r.assignment.story_id for r in results if r.assignment])
+            known_alerts: set[str] = set()  # alert ids queued in this batch
+            articles, stories, members, matches, outbox, dispositions = [], [], [], [], [], []
+            counts: dict[str, int] = {}
+            for r in results:
+                disposition, detail = r.disposition, r.detail
+                art, asg = r.article, r.assignment
+                if disposition == "stored" and art is not None and art.article_id in known_articles:
+                    disposition, detail = "duplicate_url", f"article {art.article_id} already stored"
+                if disposition == "stored" and art is not None and asg is not None:
+                    known_articles.add(art.article_id)
+                    articles.append(
+                        {
+                            **{k: getattr(art, k) for k in _ARTICLE_COLS},
+                            "stored_at": now,
+                            "story_id": asg.story_id,
+                            "link": asg.link,
+                            "matched_article_id": asg.matched_doc_id,
+                            "link_score": asg.score,
+                            "batch_id": batch_id,
+                        }
+                    )
+                    if asg.story_id not in known_stories:
+                        known_stories.add(asg.story_id)
+                        stories.append(
+                            {
+                                "story_id": asg.story_id,
+                                "first_article_id": art.article_id,
+                                "first_feed_id": art.feed_id,
+                                "first_sitename": art.sitename,
+                                "first_seen_at": r.item.seen_at,
+                                "title": art.title,
+                                "wire_agency": r.wire_agency,
+                            }
+                        )
+                if asg is not None and disposition in ("stored", "exact_copy"):
+                    members.append(
+                        {
+                            "story_id": asg.story_id,
+                            "article_id": art.article_id if disposition == "stored" and art else asg.matched_doc_id,
+                            "item_id": r.item.item_id,
+                            "feed_id": r.item.feed_id,
+                            "sitename": art.sitename if art else None,
+                            "url": art.url if art else r.item.url,
+                            "link": asg.link,
+                            "matched_article_id": asg.matched_doc_id,
+                            "score": asg.score,
+                            "published": art.published if art else r.item.published,
+                            "seen_at": r.item.seen_at,
+                        }
+                    )
+                if disposition == "stored" and art is not None and asg is not None:
+                    for m in r.matches:
+                        matches.append(
+                            {
+                                "article_id": art.article_id,
+                                "story_id": asg.story_id,
+                                "topic": m.topic,
+                                "score": m.score,
+                                "level": m.level,
+                                "evidence": json.dumps([e.__dict__ for e in m.evidence], ensure_ascii=False),
+                                "matched_at": now,
+                            }
+                        )
+                        if m.level != "alert":
+                            continue
+                        aid = alert_id_for(m.topic, asg.story_id)
+                        if aid in known_alerts:
+                            continue
+                        known_alerts.add(aid)
+                        outbox.append(
+                            {
+                                "alert_id": aid,
+                                "topic": m.topic,
+                                "story_id": asg.story_id,
+                                "article_id": art.article_id,
+                                "score": m.score,
+                                "payload": json.dumps(
+                                    _alert_payload(art, asg.story_id, m, topic_descriptions.get(m.topic, ""), now),
+                                    ensure_ascii=False,
+                                ),
+                                "created_at": now,
+                            }
+                        )
+                counts[disposition] = counts.get(disposition, 0) + 1
+                dispositions.append(
+                    {
+                        "item_id": r.item.item_id,
+                        "disposition": disposition,
+                        "disposition_at": now,
+                        "detail": detail,
+                        "article_id": art.article_id if art else (asg.matched_doc_id if asg else None),
+                        "batch_id": batch_id,
+                    }
+                )
+            # One alert per (topic, story) ever: drop those an earlier batch already queued.
+            real_known = _existing(con, "alert_outbox", "alert_id", [o["alert_id"] for o in outbox])
+            outbox = [o for o in outbox if o["alert_id"] not in real_known]
+            _insert(con, "articles", articles)
+            _insert(con, "stories", stories)
+            _insert(con, "story_members", members)
+            _insert(con, "topic_matches", matches)
+            _insert(con, "alert_outbox", outbox)
+            _update_dispositions(con, dispositions)
+            _insert(
+                con,
+                "batches",
+                [
+                    {
+                        "batch_id": batch_id,
+                        "started_at": started_at,
+                        "finished_at": now,
+                        "runner": runner,
+                        "items": len(results),
+                        "stored": counts.get("stored", 0),
+                        "alerts": len(outbox),
+                        "duration_seconds": (now - started_at).total_seconds(),
+                    }
+                ],
+            )
+        return BatchSummary(batch_id, len(results), counts, len(stories), len(matches), len(outbox))
+
+    def add_dead_letter(self, stage: str, key: str, error: str, payload: Any, now: datetime) -> None:
+        with self.transaction() as con:
+            _insert(
+                con,
+                "dead_letters",
+                [{"stage": stage, "key": key, "error": error, "payload": json.dumps(payload, default=str), "created_at": now}],
+            )
+
+    # -- alerts ---------------------------------------------------------------------------------
+
+    def due_alerts(
+        self, channels: Sequence[str], now: datetime, *, max_attempts: int, max_age: timedelta = timedelta(days=2)
+    ) -> list[DueAlert]:
+        """Outbox rows not yet done on a channel, whose retry time has come."""
+        if not channels:
+            return []
+        _, rows = self.query(
+            f"""
+            WITH ch AS (SELECT unnest(?::VARCHAR[]) AS channel),
+            d AS (
+                SELECT alert_id, channel, count(*) AS attempts,
+                       bool_or(status IN ('sent', 'permanent_error')) AS done,
+                       arg_max(next_attempt_at, attempted_at) AS next_at
+                FROM {LAKE}.alert_deliveries GROUP BY alert_id, channel
+            )
+            SELECT o.alert_id, ch.channel, coalesce(d.attempts, 0) + 1, o.topic, o.story_id, o.payload
+            FROM {LAKE}.alert_outbox o CROSS JOIN ch
+            LEFT JOIN d ON d.alert_id = o.alert_id AND d.channel = ch.channel
+            WHERE NOT coalesce(d.done, false)
+              AND coalesce(d.attempts, 0) < ?
+              AND (d.next_at IS NULL OR d.next_at <= ?)
+              AND o.created_at >= ?
+            ORDER BY o.created_at, o.alert_id, ch.channel
+            """,
+            [list(channels), max_attempts, now, now - max_age],
+        )
+        return [DueAlert(r[0], r[1], int(r[2]), r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def record_delivery(
+        self,
+        alert_id: str,
+        channel: str,
+        attempt: int,
+        status: str,
+        *,
+        now: datetime,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        with self.transaction() as con:
+            _insert(
+                con,
+                "alert_deliveries",
+                [
+                    {
+                        "alert_id": alert_id,
+                        "channel": channel,
+                        "attempt": attempt,
+                        "status": status,
+                        "error": error,
+                        "attempted_at": now,
+                        "next_attempt_at": next_attempt_at,
+                    }
+                ],
+            )
+
+    # -- summaries ------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for table in ("feeds", "items", "articles", "stories", "story_members", "topic_matches", "alert_outbox"):
+            out[table] = int(self.scalar(f"SELECT count(*) FROM {LAKE}.{table}"))
+        return out
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+_ARTICLE_COLS = (
+    "article_id",
+    "item_id",
+    "feed_id",
+    "url",
+    "canonical_url",
+    "title",
+    "text",
+    "published",
+    "author",
+    "sitename",
+    "language",
+    "text_hash",
+    "fetched_at",
+)
+
+
+def _alert_payload(art: Any, story_id: str, m: Any, description: str, now: datetime) -> dict[str, Any]:
+    evidence = []
+    for e in m.evidence:
+        spans = ", ".join(f"'{s}'" for s in e.spans[:6])
+        evidence.append(f"{e.kind} {e.detail} in {e.zone}" + (f": {spans}" if spans else ""))
+    return {
+        "topic": m.topic,
+        "topic_description": description,
+        "story_id": story_id,
+        "title": art.title,
+        "url": art.url,
+        "sitename": art.sitename,
+        "published": art.published.isoformat() if art.published else None,
+        "score": round(m.score, 4),
+        "evidence": evidence[:8],
+        "outlets": [art.sitename or art.feed_id],
+        "created_at": now.isoformat(),
+    }
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    data = pa.Table.from_pylist(rows)
+    cols = ", ".join(data.column_names)
+    con.register("_rows", data)
+    try:
+        con.execute(f"INSERT INTO {LAKE}.{table} ({cols}) SELECT {cols} FROM _rows")
+    finally:
+        con.unregister("_rows")
+
+
+def _existing(con: duckdb.DuckDBPyConnection, table: str, key: str, values: Iterable[str]) -> set[str]:
+    values = list({v for v in values if v})
+    if not values:
+        return set()
+    rows = con.execute(
+        f"SELECT DISTINCT {key} FROM {LAKE}.{table} WHERE {key} IN (SELECT unnest(?::VARCHAR[]))", [values]
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _new_items(con: duckdb.DuckDBPyConnection, items: Sequence[FeedItem]) -> list[FeedItem]:
+    unique: dict[str, FeedItem] = {}
+    for it in items:
+        unique.setdefault(it.item_id, it)
+    seen = _existing(con, "items", "item_id", unique)
+    return [it for iid, it in unique.items() if iid not in seen]
+
+
+def _pending_ids(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> set[str]:
+    if not ids:
+        return set()
+    rows = con.execute(
+        f"SELECT item_id FROM {LAKE}.items WHERE disposition = 'pending' AND item_id IN (SELECT unnest(?::VARCHAR[]))",
+        [list(ids)],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _update_dispositions(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    data = pa.Table.from_pylist(rows)
+    con.register("_disp", data)
+    try:
+        con.execute(
+            f"""UPDATE {LAKE}.items SET disposition = u.disposition, disposition_at = u.disposition_at,
+                detail = u.detail, article_id = u.article_id, batch_id = u.batch_id
+                FROM _disp u WHERE items.item_id = u.item_id"""
+        )
+    finally:
+        con.unregister("_disp")

@@ -1,0 +1,72 @@
+"""Opening the lake: load the DuckLake and SQLite extensions from their PyPI packages, attach.
+
+No extension is downloaded at run time (the daemon may run offline): the extension binaries come
+from the `duckdb-extension-ducklake` and `duckdb-extension-sqlite` wheels, whose versions equal
+duckdb's. DuckDB checks their signatures on LOAD. The SQLite extension is registered under the name
+`sqlite_scanner`, and DuckDB derives the init symbol from the file name, so it is loaded from a
+copy named `sqlite_scanner.duckdb_extension`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from pipeline.errors import StoreError
+
+# Small inserts (a poll's few items) are kept in the catalog instead of one tiny Parquet file each.
+INLINING_ROW_LIMIT = 200
+
+
+def _extension_file(package: str, name: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise StoreError(f"the package {package}=={duckdb.__version__} is not installed; run `pip install -e .`")
+    path = Path(spec.origin).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.exists():
+        raise StoreError(
+            f"{path} not found: {package} must have the same version as duckdb ({duckdb.__version__}); "
+            f"run `pip install {package}=={duckdb.__version__}`"
+        )
+    return path
+
+
+def _sqlite_extension() -> Path:
+    src = _extension_file("duckdb_extension_sqlite", "sqlite")
+    cache = Path(tempfile.gettempdir()) / f"newsmon-ext-{os.getuid()}" / f"v{duckdb.__version__}"
+    dst = cache / "sqlite_scanner.duckdb_extension"
+    if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f".{os.getpid()}.tmp"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)  # atomic: a concurrent opener never sees half a file
+    return dst
+
+
+def connect(data_dir: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake attached as `lake` and selected as the default."""
+    catalog = data_dir / "catalog.sqlite"
+    lake_files = data_dir / "lake"
+    if not read_only:
+        lake_files.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        con.execute(f"LOAD '{_extension_file('duckdb_extension_ducklake', 'ducklake')}'")
+        con.execute(f"LOAD '{_sqlite_extension()}'")
+        opts = [f"DATA_PATH '{lake_files}/'"]
+        if read_only:
+            opts.append("READ_ONLY")
+        else:
+            opts.append(f"DATA_INLINING_ROW_LIMIT {INLINING_ROW_LIMIT}")
+        con.execute(f"ATTACH 'ducklake:sqlite:{catalog}' AS lake ({', '.join(opts)})")
+        con.execute("USE lake")
+        con.execute("SET TimeZone = 'UTC'")
+    except duckdb.Error as e:
+        con.close()
+        raise StoreError(f"cannot open the store at {data_dir}: {e}") from e
+    return con

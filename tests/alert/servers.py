@@ -1,0 +1,349 @@
+"""Real servers on 127.0.0.1 for testing the alert channels, usable from any test module.
+
+    SmtpTestServer(workdir)   aiosmtpd with STARTTLS (self-signed certificate made at start-up)
+                              and AUTH LOGIN/PLAIN for alerts/s3cret; records every message
+    WebhookReceiver()         HTTP server that records POSTed JSON and answers as told
+    closed_port()             a loopback port nothing listens on (connection refused)
+    SilentServer()            accepts TCP connections and never says a word (timeouts)
+
+All of them are context managers and listen on 127.0.0.1 only. Example outside tests/alert:
+
+    from tests.alert.servers import SmtpTestServer
+
+    def test_x(tmp_path):
+        with SmtpTestServer(tmp_path) as smtp:
+            notifier = EmailNotifier(smtp.host, smtp.port, ..., ssl_context=smtp.client_ssl_context())
+            ...
+            assert smtp.messages[0].message["Subject"] == ...
+
+The pytest fixtures wrapping them live in tests/alert/conftest.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import ipaddress
+import json
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pytest_httpserver import HTTPServer
+from werkzeug.wrappers import Request, Response
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    """A loopback port with no listener: connecting to it is refused at once."""
+    return free_port()
+
+
+def write_self_signed_cert(directory: Path, common_name: str = "localhost") -> tuple[Path, Path]:
+    """Write cert.pem/key.pem valid for localhost and 127.0.0.1; return (cert_path, key_path)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
+            ),
+            critical=False,
+        )
+        # A self-signed leaf that is also its own CA, so it can be loaded as a cafile.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path = directory / "cert.pem"
+    key_path = directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+@dataclass
+class ReceivedMail:
+    """One message the SMTP test server accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+    message: EmailMessage       # parsed with the modern email policy
+    tls: bool                   # the session had completed STARTTLS
+    authenticated: bool         # the session had completed AUTH
+
+
+@dataclass
+class AuthAttempt:
+    mechanism: str
+    login: str
+    success: bool
+
+
+class _RecordingHandler:
+    def __init__(self, server: SmtpTestServer) -> None:
+        self._server = server
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = self._server.data_reply
+        if reply is not None:
+            return reply
+        raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self._server.messages.append(
+            ReceivedMail(
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=list(envelope.rcpt_tos),
+                raw=raw,
+                message=parsed,
+                tls=session.ssl is not None,
+                authenticated=bool(session.authenticated),
+            )
+        )
+        return "250 2.0.0 Message accepted for delivery"
+
+
+class SmtpTestServer:
+    """An aiosmtpd server on 127.0.0.1 that insists on STARTTLS and on AUTH.
+
+    * `host`, `port`: where it listens (after `start()`).
+    * `cert_path`: its self-signed certificate; `client_ssl_context()` trusts exactly that.
+    * `messages`: list of `ReceivedMail`, in arrival order.
+    * `auth_attempts`: list of `AuthAttempt`.
+    * `data_reply`: set to an SMTP reply such as "451 4.3.0 Try again later" to answer DATA
+      with it instead of accepting (the message is then not recorded); None to accept.
+    """
+
+    USERNAME = "alerts"
+    PASSWORD = "s3cret"
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        require_auth: bool = True,
+        username: str = USERNAME,
+        password: str = PASSWORD,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.host = LOOPBACK
+        self.port = 0
+        self.username = username
+        self.password = password
+        self.require_auth = require_auth
+        self.messages: list[ReceivedMail] = []
+        self.auth_attempts: list[AuthAttempt] = []
+        self.data_reply: str | None = None
+        self.cert_path, self.key_path = write_self_signed_cert(self.workdir / "smtp-tls")
+        self._controller: Controller | None = None
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", "replace")
+        ok = login == self.username and auth_data.password.decode("utf-8", "replace") == self.password
+        self.auth_attempts.append(AuthAttempt(mechanism=mechanism, login=login, success=ok))
+        return AuthResult(success=ok, handled=False)
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client context that verifies the server against its self-signed certificate."""
+        return ssl.create_default_context(cafile=str(self.cert_path))
+
+    def start(self) -> SmtpTestServer:
+        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_tls.load_cert_chain(str(self.cert_path), str(self.key_path))
+        last_error: Exception | None = None
+        # The port is picked before aiosmtpd binds it, so another process could take it in
+        # between; a couple of attempts make that race harmless.
+        for _ in range(5):
+            port = free_port()
+            controller = Controller(
+                _RecordingHandler(self),
+                hostname=LOOPBACK,
+                port=port,
+                # A fixed name: the default is the machine's FQDN, which can mean a DNS lookup.
+                server_hostname="localhost",
+                tls_context=server_tls,
+                require_starttls=True,
+                auth_require_tls=True,
+                auth_required=self.require_auth,
+                authenticator=self._authenticate,
+            )
+            try:
+                controller.start()
+            except OSError as err:
+                last_error = err
+                continue
+            self._controller = controller
+            self.port = port
+            return self
+        raise RuntimeError(f"could not start the SMTP test server: {last_error}")
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> SmtpTestServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- HTTP webhook
+
+
+@dataclass
+class ReceivedPost:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any = field(default=None)   # parsed body, None when it was not JSON
+
+
+class WebhookReceiver:
+    """A Slack-like incoming-webhook endpoint on 127.0.0.1.
+
+    * `url`: the full webhook URL (its path contains the fake secret `SECRET`).
+    * `posts`: every POST to that path, as `ReceivedPost`; `bodies` is just the parsed JSON.
+    * `answer(status, body, headers)` sets the reply for the following requests; presets:
+      `answer_ok()`, `answer_rate_limited(retry_after=7)`, `answer_server_error()`,
+      `answer_invalid_payload()`. Requests to any other path get 404 "no_service", like Slack.
+    """
+
+    SECRET = "xSecretWebhookToken0123456789"
+    PATH = f"/services/T00NEWSMON/B00NEWSMON/{SECRET}"
+
+    def __init__(self) -> None:
+        self._server = HTTPServer(host=LOOPBACK, port=0)
+        self._server.no_handler_status_code = 404
+        self.posts: list[ReceivedPost] = []
+        self._lock = threading.Lock()
+        self._reply: tuple[int, str, dict[str, str]] = (200, "ok", {})
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self._server.port}{self.PATH}"
+
+    def url_for(self, path: str) -> str:
+        return f"http://{LOOPBACK}:{self._server.port}{path}"
+
+    @property
+    def bodies(self) -> list[Any]:
+        return [p.json for p in self.posts]
+
+    def answer(self, status: int, body: str = "", headers: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self._reply = (status, body, dict(headers or {}))
+
+    def answer_ok(self) -> None:
+        self.answer(200, "ok")
+
+    def answer_rate_limited(self, retry_after: int = 7) -> None:
+        self.answer(429, "rate_limited", {"Retry-After": str(retry_after)})
+
+    def answer_server_error(self) -> None:
+        self.answer(500, "internal_error")
+
+    def answer_invalid_payload(self) -> None:
+        self.answer(400, "invalid_payload")
+
+    def _handle(self, request: Request) -> Response:
+        raw = request.get_data()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        with self._lock:
+            self.posts.append(ReceivedPost(request.path, dict(request.headers), raw, parsed))
+            status, body, headers = self._reply
+        return Response(body, status=status, headers=headers, content_type="text/plain; charset=utf-8")
+
+    def start(self) -> WebhookReceiver:
+        self._server.expect_request(self.PATH, method="POST").respond_with_handler(self._handle)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server.is_running():
+            self._server.stop()
+        self._server.clear()
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- a server that hangs
+
+
+class SilentServer:
+    """Listens on 127.0.0.1 and accepts connections (in the kernel backlog) but never answers,
+    so clients run into their read timeout. `port` is valid after `start()`."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self.host = LOOPBACK
+        self.port = 0
+
+    def start(self) -> SilentServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((LOOPBACK, 0))
+        sock.listen(16)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> SilentServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
