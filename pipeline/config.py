@@ -298,17 +298,19 @@ def load(
             raw[key] = value
     settings: Settings = _validate(Settings, raw, node, Path(config_path or "<defaults>"))
 
-    def resolve(p: str | Path, fallback: Path | None = None) -> Path:
-        path = Path(p)
+    def resolve(key: str, value: str, fallback: Path | None = None) -> Path:
+        path = Path(value)
         if not path.is_absolute():
             path = base / path
-        if fallback is not None and not path.exists() and (config_path is None):
+        # A default that does not exist here falls back to the project's own file; a path the
+        # user wrote is taken as written (and reported if missing).
+        if fallback is not None and key not in raw and not path.exists():
             return fallback
         return path
 
-    src = Path(sources_path).resolve() if sources_path else resolve(settings.sources, PROJECT_ROOT / "sources.yaml")
-    topics = resolve(settings.topics_dir, PROJECT_ROOT / "seeds" / "topics")
-    ddir = Path(data_dir).resolve() if data_dir else resolve(settings.data_dir)
+    src = Path(sources_path).resolve() if sources_path else resolve("sources", settings.sources, PROJECT_ROOT / "sources.yaml")
+    topics = resolve("topics_dir", settings.topics_dir, PROJECT_ROOT / "seeds" / "topics")
+    ddir = Path(data_dir).resolve() if data_dir else resolve("data_dir", settings.data_dir)
     feeds = load_sources(src)
 
     secrets = Secrets()
