@@ -59,8 +59,13 @@ def build(
 ):
     """Wire the graph on `p`; returns the PCollection of ItemResults."""
     items_pc = p | "ReadSpool" >> beam.Create(list(items))
-    history_pc = p | "ReadHistory" >> beam.Create(list(history))
     pages = items_pc | "DownloadPages" >> DownloadPages(opts.http, opts.download_workers)
+    return process_pages(p, pages, history, opts)
+
+
+def process_pages(p: beam.Pipeline, pages, history: Sequence[tuple[DedupDoc, str]], opts: BatchOptions):
+    """Pages -> ItemResults: everything after the download (the benchmark enters here)."""
+    history_pc = p | "ReadHistory" >> beam.Create(list(history))
     ok, failed = pages | "SplitFailed" >> beam.Partition(lambda pg, _: 1 if pg.error else 0, 2)
     extracted = ok | "ExtractArticles" >> ExtractArticles(opts.min_text_chars, opts.now)
     folded = extracted.articles | "FoldStories" >> FoldStories(opts.dedup, history_pc)
@@ -87,14 +92,24 @@ def run_batch(
     history: Sequence[tuple[DedupDoc, str]],
     opts: BatchOptions,
     out_dir: str | Path,
+    *,
+    pages: Sequence[Page] | None = None,
 ) -> list[ItemResult]:
-    """Run the pipeline to completion; returns the results read back from the shards."""
+    """Run the pipeline to completion; returns the results read back from the shards.
+
+    With `pages`, the download step is skipped and those pages are processed (benchmarks, replays
+    of saved pages); otherwise `items` are downloaded.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = str(out_dir / "results")
     with make_pipeline(opts.runner, opts.beam_args) as p:
+        if pages is None:
+            results = build(p, items, history, opts)
+        else:
+            results = process_pages(p, p | "ReadPages" >> beam.Create(list(pages)), history, opts)
         (
-            build(p, items, history, opts)
+            results
             | "ToJson" >> beam.Map(to_json)
             | "WriteShards" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
         )

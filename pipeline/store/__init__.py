@@ -488,7 +488,7 @@ def _alert_payload(art: Any, story_id: str, m: Any, description: str, now: datet
         "topic_description": description,
         "story_id": story_id,
         "title": art.title,
-        "url": art.url,
+        "url": art.canonical_url or art.url,  # tracking parameters stripped
         "sitename": art.sitename,
         "published": art.published.isoformat() if art.published else None,
         "score": round(m.score, 4),
