@@ -9,8 +9,8 @@ retried a few times with backoff inside the stage (honouring Retry-After up to a
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
 

@@ -1,0 +1,181 @@
+"""Benchmark: the batch pipeline (extraction through storage) against bare trafilatura.
+
+On the 181 pages of the article-extraction corpus (../shared/corpora/extraction), in one run:
+
+  bare        trafilatura.extract(html, include_comments=False) in a loop, one process, pages
+              already in memory
+  pipeline    the daemon's batch exactly as it runs: the 181 pages are served from a loopback
+              HTTP server, and Beam (FnApiRunner, in process) runs DownloadPages ->
+              ExtractArticles -> FoldStories -> MatchTopics -> JSON shards, then
+              Store.load_batch commits them in one DuckLake transaction
+  pipeline-2  the same on Beam's DirectRunner in multi-processing mode, 2 workers
+
+Then the cost of each pure stage, timed in process without Beam, to show where time goes.
+Prints pages/s and the ratio to bare trafilatura. The machine is shared and noisy, so read the
+ratios, not the absolute figures. Usage:
+
+  .venv/bin/python bench/bench_extraction.py [--repeat N] [--skip-multi]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import trafilatura  # noqa: E402
+
+from pipeline.fetch.http import HttpSettings  # noqa: E402
+from pipeline.flow import BatchOptions, run_batch  # noqa: E402
+from pipeline.models import FeedItem, FeedState, Page  # noqa: E402
+from pipeline.stages.dedup import DedupSettings  # noqa: E402
+from pipeline.stages.extract import Rejected, extract_article  # noqa: E402
+from pipeline.stages.stories import fold_batch  # noqa: E402
+from pipeline.stages.topics import load_topics, match_article  # noqa: E402
+from pipeline.store import Store  # noqa: E402
+
+
+def corpora() -> Path:
+    path = Path(os.environ.get("NEWSMON_CORPORA", ROOT.parent / "shared" / "corpora"))
+    if not path.is_dir():
+        sys.exit(f"corpora folder {path} not found; set NEWSMON_CORPORA")
+    return path
+
+
+def load_pages() -> list[Page]:
+    base = corpora() / "extraction"
+    now = datetime.now(UTC)
+    pages = []
+    for line in (base / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        html = (base / rec["html_path"]).read_bytes().decode(rec.get("html_encoding") or "utf-8", errors="replace")
+        item = FeedItem(rec["id"].split("/")[-1][:20], "bench", rec["id"], rec["url"], "", "", None, now)
+        pages.append(Page(item=item, final_url=rec["url"], status=200, html=html))
+    return pages
+
+
+def bench_bare(pages: list[Page]) -> float:
+    t0 = time.perf_counter()
+    for pg in pages:
+        trafilatura.extract(pg.html, url=pg.final_url, include_comments=False)
+    return time.perf_counter() - t0
+
+
+class PageServer:
+    """Serves the pages on 127.0.0.1 at /<item_id>.html from a background thread."""
+
+    def __init__(self, pages: list[Page]) -> None:
+        by_path = {f"/{p.item.item_id}.html": p.html.encode("utf-8") for p in pages}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                body = by_path.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def bench_pipeline(pages: list[Page], base: str, runner: str, beam_args: tuple[str, ...]) -> tuple[float, dict]:
+    tmp = Path(tempfile.mkdtemp(prefix="newsmon-bench-"))
+    try:
+        store = Store.open(tmp / "data")
+        now = datetime.now(UTC)
+        items = [replace(p.item, url=f"{base}/{p.item.item_id}.html") for p in pages]
+        store.record_poll(FeedState("bench"), fetched_at=now, outcome="ok", status=200, error_kind=None, error=None,
+                          duration_ms=0, items=items)
+        http = HttpSettings(allow_private_addresses=True, per_host_concurrency=8, per_host_min_gap=0.0)
+        opts = BatchOptions(topics_dir=str(ROOT / "seeds" / "topics"), now=now, runner=runner, beam_args=beam_args,
+                            http=http, min_text_chars=200)
+        t0 = time.perf_counter()
+        results = run_batch(store.pending_items(len(items)), [], opts, tmp / "batch")
+        summary = store.load_batch("bench", results, now=datetime.now(UTC), runner=runner, started_at=now)
+        elapsed = time.perf_counter() - t0
+        store.close()
+        return elapsed, summary.dispositions
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_stages(pages: list[Page]) -> list[tuple[str, float]]:
+    """Each pure stage alone, in process, no Beam: where the time goes."""
+    now = datetime.now(UTC)
+    t0 = time.perf_counter()
+    extracted = [extract_article(p, min_chars=200, now=now) for p in pages]
+    t1 = time.perf_counter()
+    pairs = [(p.item, a) for p, a in zip(pages, extracted, strict=True) if not isinstance(a, Rejected)]
+    fold_batch(pairs, [], DedupSettings())
+    t2 = time.perf_counter()
+    topics = load_topics(ROOT / "seeds" / "topics")
+    for _, a in pairs:
+        match_article(a.article_id, a.title, a.text, topics)
+    t3 = time.perf_counter()
+    return [("ExtractArticles (trafilatura + metadata)", t1 - t0), ("FoldStories", t2 - t1), ("MatchTopics", t3 - t2)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each variant; the best is reported")
+    ap.add_argument("--skip-multi", action="store_true", help="skip the 2-process DirectRunner variant")
+    args = ap.parse_args()
+    pages = load_pages()
+    n = len(pages)
+    print(f"{n} pages from the extraction corpus, {os.cpu_count()} cores")
+    bench_bare(pages[:10])  # warm imports and caches
+
+    rows = []
+    bare = min(bench_bare(pages) for _ in range(args.repeat))
+    rows.append(("bare trafilatura.extract (1 process)", bare, None))
+    server = PageServer(pages)
+    try:
+        variants = [("pipeline, FnApiRunner (1 process)", "FnApiRunner", ())]
+        if not args.skip_multi:
+            variants.append(("pipeline, DirectRunner (2 processes)", "DirectRunner",
+                             ("--direct_running_mode=multi_processing", "--direct_num_workers=2")))
+        for name, runner, beam_args in variants:
+            runs = [bench_pipeline(pages, server.base, runner, beam_args) for _ in range(args.repeat)]
+            t, disp = min(runs, key=lambda r: r[0])
+            rows.append((name, t, disp))
+    finally:
+        server.close()
+    stages = bench_stages(pages)
+
+    print(f"\n{'variant':<44} {'seconds':>8} {'pages/s':>8} {'ratio to bare':>14}")
+    for name, t, _ in rows:
+        print(f"{name:<44} {t:>8.2f} {n / t:>8.1f} {bare / t:>14.2f}")
+    print("\nstage alone (in process, no Beam)")
+    for name, t in stages:
+        print(f"  {name:<42} {t:>8.2f} {n / t:>8.1f} {bare / t:>14.2f}")
+    for name, _, disp in rows[1:]:
+        print(f"dispositions ({name}): {disp}")
+
+
+if __name__ == "__main__":
+    main()
