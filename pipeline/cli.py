@@ -111,7 +111,7 @@ def format_rows(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, ma
         return "\n".join(json.dumps(dict(zip(cols, r, strict=True)), default=str, ensure_ascii=False) for r in rows)
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.writer(buf)
+        w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         w.writerows(rows)
         return buf.getvalue().rstrip("\n")
@@ -215,14 +215,15 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
 def cmd_match(args: argparse.Namespace) -> int:
     from pipeline.models import to_dict
-    from pipeline.stages.topics import load_topics, match_article
+    from pipeline.stages.topics import load_topics, match_article, should_alert
 
     cfg = _load_config(args)
     topics = load_topics(args.topics or cfg.topics_dir)
+    by_id = {t.id: t for t in topics}
     out = []
     for doc in _docs(args.inp):
         for m in match_article(doc.doc_id, doc.title, doc.text, topics):
-            if args.all_levels or m.level == "alert":
+            if args.all_levels or should_alert(m, by_id[m.topic]):
                 out.append({"id": m.doc_id, "topic": m.topic, "score": round(m.score, 4), "level": m.level,
                             "evidence": [to_dict(e) for e in m.evidence]})
     _write_jsonl(args.out, out)

@@ -117,6 +117,7 @@ class TopicMatch:
     score: float
     level: str                    # "alert" (about the topic) or "mention" (mentions it only)
     evidence: tuple[Evidence, ...] = field(default_factory=tuple)
+    alert: bool = False           # raises an alert: level "alert", or "mention" on a topic that alerts on mentions
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,23 @@ nothing a reader has not seen, and alerts are per story anyway.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import apache_beam as beam
 
-from pipeline.models import ItemResult
+from pipeline.models import ItemResult, TopicMatch
 from pipeline.stages.stories import Folded
-from pipeline.stages.topics import Topic, load_topics, match_article
+from pipeline.stages.topics import Topic, load_topics, match_article, should_alert
 
 
 def match_folded(f: Folded, topics: list[Topic]) -> ItemResult:
-    matches = ()
+    matches: tuple[TopicMatch, ...] = ()
     if f.disposition == "stored":
-        matches = tuple(match_article(f.article.article_id, f.article.title, f.article.text, topics))
+        by_id = {t.id: t for t in topics}
+        matches = tuple(
+            replace(m, alert=should_alert(m, by_id[m.topic]))
+            for m in match_article(f.article.article_id, f.article.title, f.article.text, topics)
+        )
     return ItemResult(
         item=f.item,
         disposition=f.disposition,

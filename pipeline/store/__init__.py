@@ -326,7 +326,7 @@ class Store:
                                 "matched_at": now,
                             }
                         )
-                        if m.level != "alert":
+                        if not m.alert:
                             continue
                         aid = alert_id_for(m.topic, asg.story_id)
                         if aid in known_alerts:

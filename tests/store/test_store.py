@@ -25,7 +25,7 @@ def stored(n: int, story: str, link: str = "original", topics: tuple[str, ...] =
     it = item(n)
     art = Article(f"a{n}", it.item_id, it.feed_id, it.url, it.url, f"Title {n}", f"text {n}", NOW, None, f"Site{n}", "en", f"h{n}", NOW)
     asg = StoryAssignment(art.article_id, story, link, None if link == "original" else "a0", 0.9)
-    matches = tuple(TopicMatch(art.article_id, t, 0.8, "alert", (Evidence("rule", "r", "title", ("Russia",)),)) for t in topics)
+    matches = tuple(TopicMatch(art.article_id, t, 0.8, "alert", (Evidence("rule", "r", "title", ("Russia",)),), alert=True) for t in topics)
     return ItemResult(it, "stored", None, art, asg, matches)
 
 

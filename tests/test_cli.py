@@ -1,0 +1,86 @@
+"""The command line: batch entry points over JSON lines, query output, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import format_rows, main
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+
+
+def seed_docs(tmp_path: Path) -> Path:
+    path = tmp_path / "docs.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for p in sorted(SEEDS.glob("0*.txt")):
+            text = p.read_text(encoding="utf-8")
+            fh.write(json.dumps({"id": p.name, "text": text, "title": text.splitlines()[0][:120]}) + "\n")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_dedup_on_the_seeds_groups_story_a_only(tmp_path: Path) -> None:
+    out = tmp_path / "stories.jsonl"
+    assert main(["dedup", "--in", str(seed_docs(tmp_path)), "--out", str(out)]) == 0
+    recs = {r["id"][:3]: r for r in read_jsonl(out)}
+    assert len(recs) == 5 and all(set(r) == {"id", "story_id", "link"} for r in recs.values())
+    assert recs["000"]["story_id"] == recs["001"]["story_id"]
+    assert recs["001"]["link"] == "rewrite"
+    assert len({recs[k]["story_id"] for k in ("000", "002", "003", "004")}) == 4
+
+
+def test_match_on_the_seeds_emits_evidence(tmp_path: Path, seed_labels: dict) -> None:
+    out = tmp_path / "matches.jsonl"
+    assert main(["match", "--in", str(seed_docs(tmp_path)), "--out", str(out)]) == 0
+    recs = read_jsonl(out)
+    got = {(r["id"], r["topic"]) for r in recs}
+    for topic, lab in seed_labels["topics"].items():
+        for doc in lab["about"]:
+            assert (doc, topic) in got, (doc, topic)
+        for doc in lab["mentions_only"]:
+            assert (doc, topic) not in got, (doc, topic)
+    assert all(r["evidence"] and {"kind", "detail", "zone", "spans"} <= set(r["evidence"][0]) for r in recs)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ('{"id": "a", "text": "x"}\n{"id": "b", "text": \n', "docs.jsonl:2: not valid JSON"),
+        ('{"id": "a", "text": "x"}\n{"text": "y"}\n', "docs.jsonl:2: missing 'id'"),
+        ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', "docs.jsonl:2: duplicate id 'a'"),
+        ('{"id": "a", "text": "x", "published": "yesterday"}\n', "docs.jsonl:1: 'published' must be ISO 8601"),
+    ],
+)
+def test_bad_input_names_file_and_line_and_exits_2(tmp_path: Path, capsys, content: str, words: str) -> None:
+    inp = tmp_path / "docs.jsonl"
+    inp.write_text(content, encoding="utf-8")
+    assert main(["dedup", "--in", str(inp), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_query_formats() -> None:
+    cols, rows = ["a", "b"], [(1, "x,y"), (None, "z")]
+    assert format_rows(cols, rows, "csv") == 'a,b\n1,"x,y"\n,z'
+    assert [json.loads(x) for x in format_rows(cols, rows, "json").splitlines()] == [{"a": 1, "b": "x,y"}, {"a": None, "b": "z"}]
+    table = format_rows(cols, rows, "table")
+    assert "| a | b   |" in table and "| 1 | x,y |" in table and "(2 rows)" in table
+
+
+def test_query_without_a_store_says_what_to_do(tmp_path: Path, capsys) -> None:
+    assert main(["query", "--data-dir", str(tmp_path / "none"), "SELECT 1"]) == 1
+    assert "newsmon demo" in capsys.readouterr().err
+
+
+def test_bad_sql_exits_2(tmp_path: Path, capsys) -> None:
+    from pipeline.store import Store
+
+    Store.open(tmp_path / "d").close()
+    assert main(["query", "--data-dir", str(tmp_path / "d"), "SELEC nothing"]) == 2
+    assert "syntax error" in capsys.readouterr().err.lower()

@@ -1,0 +1,65 @@
+"""The daemon process: scheduled cycle, then a graceful stop on SIGTERM within a bounded time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.demo import DemoServer
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_polls_on_schedule_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with DemoServer() as server:
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(server.sources_yaml(), encoding="utf-8")
+        settings = tmp_path / "newsmon.yaml"
+        settings.write_text(
+            "fetch:\n  allow_private_addresses: true\n  per_host_min_gap_seconds: 0\n"
+            "pipeline:\n  batch_interval_seconds: 2\n  poll_tick_seconds: 5\n"
+            "alerts:\n  interval_seconds: 2\n",
+            encoding="utf-8",
+        )
+        data = tmp_path / "data"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "run", "--config", str(settings), "--sources", str(sources),
+             "--data-dir", str(data), "-v"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        try:
+            # Wait until the scheduled jobs have stored articles and sent the alerts (to the console).
+            deadline = time.monotonic() + 120
+            done = False
+            while time.monotonic() < deadline and not done:
+                time.sleep(1)
+                q = subprocess.run(
+                    [sys.executable, "-m", "pipeline.cli", "query", "--data-dir", str(data), "--format", "json",
+                     "SELECT (SELECT count(*) FROM items WHERE disposition = 'pending') AS pending, "
+                     "(SELECT count(*) FROM items) AS items, "
+                     "(SELECT count(*) FROM alert_deliveries WHERE status = 'sent') AS sent"],
+                    capture_output=True, text=True, timeout=60,
+                )
+                if q.returncode == 0:
+                    row = json.loads(q.stdout)
+                    done = row["items"] == 10 and row["pending"] == 0 and row["sent"] > 0
+            assert done, "the daemon did not finish a cycle in time"
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+            assert time.monotonic() - t0 < 45
+            assert proc.returncode == 0, err[-2000:]
+            assert "daemon_stopped" in err
+            assert "newsmon alert: topic" in out
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
