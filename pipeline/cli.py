@@ -9,6 +9,7 @@ the line and the fix).
     newsmon query "SQL"             query the store (works while the daemon runs)
     newsmon dedup --in --out        fold documents (JSON lines) into stories
     newsmon match --in --out        match documents (JSON lines) against the topics
+    newsmon topics test|check|backtest   explain, verify and backtest topic definitions
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import csv
 import io
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -231,6 +233,96 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- topics ------------------------------------------------------------------------------------------
+
+
+def _topic(args: argparse.Namespace, name: str):
+    from pipeline.stages.topics import load_topics
+
+    cfg = _load_config(args)
+    topics = {t.id: t for t in load_topics(args.topics or cfg.topics_dir)}
+    if name not in topics:
+        raise ConfigError(f"no topic '{name}'; known topics: {', '.join(sorted(topics))}", path=str(args.topics or cfg.topics_dir))
+    return cfg, topics[name]
+
+
+def cmd_topics_test(args: argparse.Namespace) -> int:
+    from pipeline.stages.topics import explain
+
+    _, topic = _topic(args, args.topic)
+    try:
+        text = sys.stdin.read() if args.text == "-" else Path(args.text).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read the text: {e.strerror}", path=args.text) from None
+    title = args.title if args.title is not None else text.splitlines()[0] if text.strip() else ""
+    body = text if args.title is not None else "\n".join(text.splitlines()[1:])
+    print(explain(title, body, topic))
+    return 0
+
+
+def cmd_topics_check(args: argparse.Namespace) -> int:
+    from pipeline.stages.topics import check_examples, load_topics
+
+    cfg = _load_config(args)
+    failures = 0
+    for topic in load_topics(args.topics or cfg.topics_dir):
+        problems = check_examples(topic)
+        n = len(topic.must_match) + len(topic.must_not_match)
+        print(f"{topic.id}: {n - len(problems)}/{n} examples pass")
+        for p in problems:
+            print(f"  FAIL {p}")
+        failures += len(problems)
+    return 1 if failures else 0
+
+
+def _parse_since(value: str):
+    from datetime import UTC, datetime, timedelta
+
+    m = re.fullmatch(r"(\d+)([dh])", value.strip())
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        return datetime.now(UTC) - (timedelta(days=n) if unit == "d" else timedelta(hours=n))
+    try:
+        d = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--since {value!r}: use e.g. 30d, 12h or an ISO date like 2025-08-01") from None
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def cmd_topics_backtest(args: argparse.Namespace) -> int:
+    """Run one topic over stored history; print matches per day and the alerts it would send."""
+    from pipeline.stages.topics import match_article, should_alert
+    from pipeline.store import Store
+
+    cfg, topic = _topic(args, args.topic)
+    since = _parse_since(args.since)
+    per_day: dict[str, list[int]] = {}
+    alert_stories: set[str] = set()
+    with Store.open(cfg.data_dir, read_only=True) as store:
+        total = int(store.scalar("SELECT count(*) FROM articles WHERE coalesce(published, stored_at) >= ?", [since]) or 0)
+        _, rows = store.query(
+            "SELECT article_id, story_id, title, text, CAST(coalesce(published, stored_at) AS DATE) "
+            "FROM articles WHERE coalesce(published, stored_at) >= ? ORDER BY 5, article_id",
+            [since],
+        )
+    for n, (aid, story_id, title, text, day) in enumerate(rows, 1):
+        counts = per_day.setdefault(str(day), [0, 0, 0])
+        counts[0] += 1
+        for m in match_article(aid, title or "", text or "", [topic]):
+            counts[1] += 1
+            if should_alert(m, topic) and story_id not in alert_stories:
+                alert_stories.add(story_id)
+                counts[2] += 1
+        if n % 200 == 0 or n == total:
+            print(f"\r  matched {n}/{total} articles", end="", file=sys.stderr, flush=True)
+    if total:
+        print(file=sys.stderr)
+    print(format_rows(["day", "articles", "matches", "alerts"], [(d, *c) for d, c in sorted(per_day.items())], "table"))
+    print(f"topic {topic.id} since {since:%Y-%m-%d %H:%M} UTC: {sum(c[1] for c in per_day.values())} matching articles, "
+          f"{len(alert_stories)} alerts would have been sent (one per story); nothing was sent")
+    return 0
+
+
 # --- main -------------------------------------------------------------------------------------------
 
 
@@ -275,6 +367,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", metavar="DIR", help="topics directory (default: the settings' topics_dir)")
     p.add_argument("--all-levels", action="store_true", help="also emit mention-level matches")
     p.set_defaults(func=cmd_match)
+
+    topics = sub.add_parser("topics", help="test and backtest topic definitions").add_subparsers(dest="topics_command", required=True, metavar="VERB")
+    p = topics.add_parser("test", help="explain the decision of one topic for one text")
+    _common(p)
+    p.add_argument("topic")
+    p.add_argument("--text", required=True, metavar="FILE", help="the article text (first line = title unless --title); - for stdin")
+    p.add_argument("--title", help="the title, when the file holds only the body")
+    p.add_argument("--topics", metavar="DIR", help="topics directory (default: the settings' topics_dir)")
+    p.set_defaults(func=cmd_topics_test)
+    p = topics.add_parser("check", help="run every topic's must-match / must-not-match examples")
+    _common(p)
+    p.add_argument("--topics", metavar="DIR")
+    p.set_defaults(func=cmd_topics_check)
+    p = topics.add_parser("backtest", help="run a topic over stored history; nothing is sent")
+    _common(p)
+    p.add_argument("topic")
+    p.add_argument("--since", default="30d", help="30d, 12h or an ISO date (default 30d)")
+    p.add_argument("--topics", metavar="DIR")
+    p.set_defaults(func=cmd_topics_backtest)
     return parser
 
 

@@ -84,3 +84,40 @@ def test_bad_sql_exits_2(tmp_path: Path, capsys) -> None:
     Store.open(tmp_path / "d").close()
     assert main(["query", "--data-dir", str(tmp_path / "d"), "SELEC nothing"]) == 2
     assert "syntax error" in capsys.readouterr().err.lower()
+
+
+def test_topics_test_explains_and_check_runs_examples(capsys) -> None:
+    assert main(["topics", "test", "ultimatum", "--text", str(SEEDS / "000_9b9ad37e8db9c7df.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "topic ultimatum: score" in out and "-> alert" in out and "ultimatum-to-russia" in out
+    assert main(["topics", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "ultimatum:" in out and "FAIL" not in out
+    assert main(["topics", "test", "no-such-topic", "--text", str(SEEDS / "000_9b9ad37e8db9c7df.txt")]) == 2
+    assert "known topics" in capsys.readouterr().err
+
+
+def test_topics_backtest_counts_alerts_without_sending(tmp_path: Path, capsys) -> None:
+    from datetime import UTC, datetime
+
+    from pipeline.models import Article, FeedItem, FeedState, ItemResult, StoryAssignment
+    from pipeline.store import Store
+
+    now = datetime(2025, 8, 1, tzinfo=UTC)
+    text = (SEEDS / "000_9b9ad37e8db9c7df.txt").read_text(encoding="utf-8")
+    with Store.open(tmp_path / "d") as s:
+        items = [FeedItem(f"i{n}", "f", f"g{n}", f"https://e.org/{n}", "t", "", now, now) for n in range(3)]
+        s.record_poll(FeedState("f"), fetched_at=now, outcome="ok", status=200, error_kind=None, error=None, duration_ms=0, items=items)
+        results = [
+            ItemResult(it, "stored", None,
+                       Article(f"a{n}", it.item_id, "f", it.url, it.url, "Putin and the ultimatum", text, now, None, "S", None, f"h{n}", now),
+                       StoryAssignment(f"a{n}", "s1" if n < 2 else "s2", "original", None, 1.0))
+            for n, it in enumerate(items)
+        ]
+        s.load_batch("b", results, now=now, runner="t", started_at=now)
+    assert main(["topics", "backtest", "ultimatum", "--data-dir", str(tmp_path / "d"), "--since", "2025-07-01"]) == 0
+    out = capsys.readouterr().out
+    assert "| 2025-08-01 | 3        | 3       | 2      |" in out
+    assert "2 alerts would have been sent" in out
+    with Store.open(tmp_path / "d", read_only=True) as s:
+        assert s.scalar("SELECT count(*) FROM alert_outbox") == 0
