@@ -7,6 +7,7 @@ the line and the fix).
     newsmon demo                    an offline end-to-end replay on bundled feeds
     newsmon check-config            validate the settings, sources and topics; print them (secrets masked)
     newsmon query "SQL"             query the store (works while the daemon runs)
+    newsmon status                  feed health for operators
     newsmon dedup --in --out        fold documents (JSON lines) into stories
     newsmon match --in --out        match documents (JSON lines) against the topics
     newsmon topics test|check|backtest   explain, verify and backtest topic definitions
@@ -145,6 +146,32 @@ def cmd_query(args: argparse.Namespace) -> int:
             return 2
     print(format_rows(cols, rows, args.format))
     return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Per-feed health for operators; the same query is dashboards/feed_status.sql."""
+    from pipeline.store import Store
+
+    cfg = _load_config(args)
+    sql = (Path(__file__).parent / "store" / "feed_status.sql").read_text(encoding="utf-8")
+    with Store.open(cfg.data_dir, read_only=True) as store:
+        cols, rows = store.query(sql)
+        _, disp = store.query("SELECT disposition, count(*) FROM items GROUP BY ALL ORDER BY 2 DESC")
+        _, alerts = store.query(
+            "SELECT status, count(*) FROM (SELECT alert_id, channel, arg_max(status, attempted_at) AS status "
+            "FROM alert_deliveries GROUP BY ALL) GROUP BY ALL ORDER BY 1"
+        )
+    if args.format != "table":
+        print(format_rows(cols, rows, args.format))
+        return 0
+    print(format_rows(cols, rows, "table", max_width=40))
+    health: dict[str, int] = {}
+    for r in rows:
+        health[r[1]] = health.get(r[1], 0) + 1
+    print("feeds: " + ", ".join(f"{k} {v}" for k, v in sorted(health.items())))
+    print("items: " + (", ".join(f"{k} {v}" for k, v in disp) or "none yet"))
+    print("alert deliveries (latest per alert and channel): " + (", ".join(f"{k} {v}" for k, v in alerts) or "none yet"))
+    return 1 if args.fail_on_error and any(r[1] in ("failing", "silent") for r in rows) else 0
 
 
 # --- batch commands over JSON lines ---------------------------------------------------------------
@@ -352,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql")
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("status", help="feed health: last success, errors and their class, silence")
+    _common(p)
+    p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--fail-on-error", action="store_true", help="exit 1 when a feed is failing or silent (for monitoring)")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("dedup", help="fold JSON-lines documents into stories")
     p.add_argument("--in", dest="inp", required=True, metavar="DOCS.jsonl", help="records with id, text[, title, url, published, source]; - for stdin")

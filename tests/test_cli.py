@@ -121,3 +121,24 @@ def test_topics_backtest_counts_alerts_without_sending(tmp_path: Path, capsys) -
     assert "2 alerts would have been sent" in out
     with Store.open(tmp_path / "d", read_only=True) as s:
         assert s.scalar("SELECT count(*) FROM alert_outbox") == 0
+
+
+def test_status_flags_failing_feeds(tmp_path: Path, capsys) -> None:
+    from datetime import UTC, datetime
+
+    from pipeline.config import Source
+    from pipeline.models import FeedState
+    from pipeline.store import Store
+
+    now = datetime.now(UTC)
+    with Store.open(tmp_path / "d") as s:
+        s.sync_feeds([Source(id="good", url="https://e.org/a"), Source(id="bad", url="https://e.org/b")], now)
+        s.record_poll(FeedState("good", last_success_at=now), fetched_at=now, outcome="ok", status=200,
+                      error_kind=None, error=None, duration_ms=1)
+        s.record_poll(FeedState("bad", error_streak=3, last_error_kind="http_5xx", last_error="503 from server"),
+                      fetched_at=now, outcome="error", status=503, error_kind="http_5xx", error="503", duration_ms=1)
+    assert main(["status", "--data-dir", str(tmp_path / "d"), "--fail-on-error"]) == 1
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("| ")]
+    assert lines[1].startswith("| bad ") and "failing" in lines[1] and "http_5xx" in lines[1]
+    assert "feeds: failing 1, ok 1" in out
