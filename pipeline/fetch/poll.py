@@ -42,7 +42,7 @@ FEED_TYPES = (
 class PollResult:
     state: FeedState
     items: tuple[FeedItem, ...]
-    outcome: str           # ok, not_modified, unchanged, error
+    outcome: str  # ok, not_modified, unchanged, error
     status: int | None
     error_kind: str | None
     error: str | None
