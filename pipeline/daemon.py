@@ -36,6 +36,7 @@ from pipeline.config import Config
 from pipeline.fetch.http import HttpClient, HttpSettings
 from pipeline.fetch.poll import is_due, poll_feed
 from pipeline.flow import BatchOptions, run_batch
+from pipeline.metrics import Metrics, MetricsServer
 from pipeline.stages.dedup import DedupSettings
 from pipeline.stages.topics import load_topics
 from pipeline.store import BatchSummary, Store
@@ -106,9 +107,11 @@ class Daemon:
         store: Store | None = None,
         notifiers: Sequence[Notifier] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.store = store or Store.open(config.data_dir)
         self.notifiers = list(notifiers) if notifiers is not None else build_notifiers(config)
         self.feed_client = HttpClient(http_settings(config, pages=False))
@@ -150,6 +153,10 @@ class Daemon:
                     items=res.items,
                 )
                 summary.new_items += len(new)
+                self.metrics.fetches.labels(res.outcome).inc()
+                self.metrics.new_items.inc(len(new))
+                if res.error_kind:
+                    self.metrics.fetch_errors.labels(res.error_kind).inc()
                 if res.outcome == "error":
                     summary.errors += 1
                     summary.errors_by_feed[source.id] = f"{res.error_kind}: {res.error}"
@@ -159,7 +166,13 @@ class Daemon:
                     "feed_polled feed_id=%s outcome=%s status=%s new_items=%d error_kind=%s",
                     source.id, res.outcome, res.status, len(new), res.error_kind,
                 )
+        self._update_queue_depth()
         return summary
+
+    def _update_queue_depth(self) -> None:
+        self.metrics.queue_depth.set(
+            self.store.scalar("SELECT count(*) FROM items WHERE disposition = 'pending'") or 0
+        )
 
     def batch(self) -> BatchSummary | None:
         """Run one Beam batch over the spool; None when nothing is pending."""
@@ -192,6 +205,11 @@ class Daemon:
             topic_descriptions={t.id: t.description for t in self.topics},
         )
         shutil.rmtree(out_dir, ignore_errors=True)  # loaded: the shards are no longer needed
+        for disposition, n in summary.dispositions.items():
+            self.metrics.items.labels(disposition).inc(n)
+        self.metrics.alerts.inc(summary.alerts_new)
+        self.metrics.batch_seconds.observe(time.monotonic() - t0)
+        self._update_queue_depth()
         log.info(
             "batch_loaded batch_id=%s items=%d dispositions=%s alerts_new=%d seconds=%.2f",
             batch_id, summary.items, summary.dispositions, summary.alerts_new, time.monotonic() - t0,
@@ -199,9 +217,16 @@ class Daemon:
         return summary
 
     def alert(self) -> DispatchSummary:
-        return dispatch(
+        summary = dispatch(
             self.store, self.notifiers, max_attempts=self.config.settings.alerts.max_attempts, now=self.clock
         )
+        for channel, n in summary.by_channel.items():
+            self.metrics.deliveries.labels(channel, "sent").inc(n)
+        if summary.transient:
+            self.metrics.deliveries.labels("any", "transient_error").inc(summary.transient)
+        if summary.permanent:
+            self.metrics.deliveries.labels("any", "permanent_error").inc(summary.permanent)
+        return summary
 
     def run_once(self) -> tuple[PollSummary, list[BatchSummary], DispatchSummary]:
         """One full cycle: poll every enabled feed, drain the spool, deliver alerts."""
@@ -238,6 +263,12 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        server = None
+        if s.metrics_port is not None:
+            server = MetricsServer(
+                self.metrics, s.metrics_port, stale_after=max(600.0, 10 * s.pipeline.poll_tick_seconds)
+            ).start()
+            log.info("metrics_listening address=127.0.0.1:%d", server.port)
         scheduler.start()
         log.info("daemon_started feeds=%d data_dir=%s", len(self.config.feeds), self.config.data_dir)
         try:
@@ -246,6 +277,8 @@ class Daemon:
         finally:
             scheduler.shutdown(wait=False)
             self._wait_for_jobs(stop_timeout)
+            if server is not None:
+                server.stop()
             log.info("daemon_stopped")
 
     def stop(self) -> None:
@@ -261,7 +294,9 @@ class Daemon:
             self._running.add(name)
             try:
                 job()
+                self.metrics.job_done(name)
             except Exception:
+                self.metrics.job_failures.labels(name).inc()
                 log.exception("job_failed job=%s", name)
             finally:
                 self._running.discard(name)

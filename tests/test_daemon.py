@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pipeline.demo import DemoServer
+from tests.alert.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +27,8 @@ def test_run_polls_on_schedule_and_stops_on_sigterm(tmp_path: Path) -> None:
         settings.write_text(
             "fetch:\n  allow_private_addresses: true\n  per_host_min_gap_seconds: 0\n"
             "pipeline:\n  batch_interval_seconds: 2\n  poll_tick_seconds: 5\n"
-            "alerts:\n  interval_seconds: 2\n",
+            "alerts:\n  interval_seconds: 2\n"
+            f"metrics_port: {free_port()}\n",
             encoding="utf-8",
         )
         data = tmp_path / "data"
@@ -52,6 +55,14 @@ def test_run_polls_on_schedule_and_stops_on_sigterm(tmp_path: Path) -> None:
                     row = json.loads(q.stdout)
                     done = row["items"] == 10 and row["pending"] == 0 and row["sent"] > 0
             assert done, "the daemon did not finish a cycle in time"
+            port = int(settings.read_text().split("metrics_port: ")[1])
+            health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read())
+            assert health["status"] == "ok"
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            assert 'newsmon_fetches_total{outcome="ok"} 5.0' in metrics
+            assert 'newsmon_items_total{disposition="stored"}' in metrics
+            assert "newsmon_queue_depth 0.0" in metrics
+            assert 'newsmon_alert_deliveries_total{channel="console",outcome="sent"}' in metrics
             t0 = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)

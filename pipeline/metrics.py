@@ -1,0 +1,123 @@
+"""Prometheus metrics and a health endpoint, served on a local port.
+
+    GET /metrics   Prometheus text format
+    GET /healthz   200 {"status": "ok", ...} while the poll job keeps running; 503 when it has not
+                   completed for `stale_after` seconds (a stuck scheduler), so a supervisor restarts us
+
+Each `Metrics` owns its registry (no process-global state), so several daemons in one test
+process do not collide. The server binds to 127.0.0.1 by default: metrics are for a local agent
+or a reverse proxy, not for the open network.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.fetches = Counter("newsmon_fetches_total", "Feed fetches by outcome", ["outcome"], registry=r)
+        self.fetch_errors = Counter("newsmon_fetch_errors_total", "Feed fetch errors by class", ["kind"], registry=r)
+        self.items = Counter("newsmon_items_total", "Feed items by final disposition", ["disposition"], registry=r)
+        self.new_items = Counter("newsmon_new_items_total", "New feed items written to the spool", registry=r)
+        self.batch_seconds = Histogram(
+            "newsmon_batch_duration_seconds", "Duration of a Beam batch including the load",
+            buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800), registry=r,
+        )
+        self.queue_depth = Gauge("newsmon_queue_depth", "Feed items pending in the spool", registry=r)
+        self.alerts = Counter("newsmon_alerts_total", "Alerts raised (one per topic and story)", registry=r)
+        self.deliveries = Counter(
+            "newsmon_alert_deliveries_total", "Alert delivery attempts by channel and outcome", ["channel", "outcome"], registry=r
+        )
+        self.job_failures = Counter("newsmon_job_failures_total", "Scheduler jobs that raised", ["job"], registry=r)
+        self.last_success = Gauge(
+            "newsmon_job_last_success_timestamp_seconds", "When each job last completed", ["job"], registry=r
+        )
+        self._last_ok: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def job_done(self, job: str, when: float | None = None) -> None:
+        when = time.time() if when is None else when
+        with self._lock:
+            self._last_ok[job] = when
+        self.last_success.labels(job).set(when)
+
+    def last_ok(self, job: str) -> float | None:
+        with self._lock:
+            return self._last_ok.get(job)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """Serves /metrics and /healthz from a daemon thread."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        port: int,
+        *,
+        host: str = "127.0.0.1",
+        stale_after: float = 600.0,
+        extra_health: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.stale_after = stale_after
+        self.started = time.time()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, outer.metrics.exposition(), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    status, body = outer.health(extra_health() if extra_health else {})
+                    self._send(status, json.dumps(body).encode(), "application/json")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, status: int, body: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # scrapes every few seconds are not news
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
+
+    def health(self, extra: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        now = time.time()
+        last_poll = self.metrics.last_ok("poll")
+        reference = last_poll if last_poll is not None else self.started
+        stale = now - reference > self.stale_after
+        body = {
+            "status": "stale" if stale else "ok",
+            "seconds_since_poll": None if last_poll is None else round(now - last_poll, 1),
+            **extra,
+        }
+        return (503 if stale else 200), body
+
+    def start(self) -> MetricsServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
