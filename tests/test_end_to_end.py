@@ -9,6 +9,7 @@ daemon holds it open.
 from __future__ import annotations
 
 import json
+from email.header import decode_header, make_header
 import subprocess
 import sys
 from pathlib import Path
@@ -88,9 +89,13 @@ def test_feed_to_alert_end_to_end(world) -> None:
         assert s["000"] == s["001"]
         assert len({s["000"], s["002"], s["003"], s["004"]}) == 4
         _, outlets = daemon.store.query(
-            "SELECT count(DISTINCT feed_id) FROM story_members WHERE story_id = ?", [s["000"]]
+            "SELECT string_agg(DISTINCT sitename, ', ' ORDER BY sitename) FROM story_members WHERE story_id = ?", [s["000"]]
         )
-        assert outlets[0][0] == 3  # wire desk, the translation, the reprint
+        assert outlets[0][0] == "Market Ledger, Nordic Courier, Wire Desk"  # original, reprint, translation
+        _, rows = daemon.store.query(
+            "SELECT i.feed_id FROM items i WHERE i.disposition = 'duplicate_url'"
+        )
+        assert rows == [("market-ledger",)]  # the tracking-parameter link, not the original
 
         # Topic matches carry evidence.
         _, rows = daemon.store.query(
@@ -116,8 +121,8 @@ def test_feed_to_alert_end_to_end(world) -> None:
         assert len(hook.bodies) == len(pairs)
         assert sent.sent == 2 * len(pairs)
         assert all(m.tls and m.authenticated for m in smtp.messages)
-        subjects = sorted(m.message["Subject"] for m in smtp.messages)
-        assert sum("ultimatum" in subj for subj in subjects) == 1  # not one per copy
+        subjects = sorted(str(make_header(decode_header(m.message["Subject"]))).strip() for m in smtp.messages)
+        assert sum(subj.startswith("[newsmon] ultimatum:") for subj in subjects) == 1, subjects  # not one per copy
         assert all("blocks" in b for b in hook.bodies)
 
         # A second cycle: feeds unchanged -> nothing new, no alert repeated.

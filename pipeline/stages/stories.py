@@ -37,10 +37,12 @@ def as_dedup_doc(a: Article) -> DedupDoc:
     return DedupDoc(a.article_id, a.text, a.title, a.canonical_url, a.published, a.sitename or a.feed_id)
 
 
-def _order(pair: tuple[FeedItem, Article]) -> tuple[str, str, str]:
+def _order(pair: tuple[FeedItem, Article]) -> tuple[str, str, bool, str]:
     item, a = pair
     when = a.published.astimezone(UTC).isoformat() if a.published else "9999"
-    return (when, a.article_id, item.item_id)
+    # When one article arrives through several items, the one linked by its clean URL (not a
+    # tracking-parameter variant from another feed) is the one stored.
+    return (when, a.article_id, item.url != a.canonical_url, item.item_id)
 
 
 def fold_batch(
