@@ -2,18 +2,23 @@
 
     .venv/bin/python bench/eval_dedup.py
 
-Prints three sections:
+Prints:
 
 * seeds -- the five seed articles (seeds/*.txt, labels in seeds/labels.json): is the partition exact?
 * ECB+ -- 196 news articles in 16 stories (../shared/corpora/stories): pairwise precision, recall
   and F1 over same-story pairs, the false-merge rate on same-topic-different-story pairs, and the
   B-cubed F1 of the story clusters;
+* ECB+ streamed -- the same documents added one by one to a `StoryIndex` that has not observed
+  the batch (the IDF grows with the stream, as on a first run without stored history);
+* ECB+ mixed -- ECB+ folded together with the 181 articles of the extraction benchmark (other
+  stories, other years): B-cubed of the ECB+ documents, and how many of them share a story with
+  one of those articles (each such merge is false);
 * reprints -- copies made here from the seeds and the ECB+ articles (verbatim under another URL,
   trimmed to 60%, with site chrome, with an updated paragraph, with a new headline): how many are
   folded as copies into their original's story, and how many land in another story.
 
 The corpora folder is $NEWSMON_CORPORA, by default ../shared/corpora beside the repository.
-When it is missing the ECB+ section is skipped, unless CI=true, where that is an error.
+When it is missing the corpus sections are skipped, unless CI=true, where that is an error.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.models import DedupDoc, StoryAssignment  # noqa: E402
-from pipeline.stages.dedup import DedupSettings, fold_stories  # noqa: E402
+from pipeline.models import DedupDoc  # noqa: E402
+from pipeline.stages.dedup import DedupSettings, StoryIndex, fold_stories  # noqa: E402
 
 SEEDS = REPO / "seeds"
 CHROME_TOP = ["Connect with us", "Subscribe to our newsletter for the latest headlines every morning."]
@@ -47,6 +52,7 @@ UPDATE = (
     "from officials, who did not respond to earlier requests before the deadline on Friday evening."
 )
 VARIANTS = ("verbatim", "trim60", "chrome", "updated", "headline")
+MIN_PARAGRAPHS = 5
 
 
 def corpora_dir() -> Path | None:
@@ -121,6 +127,11 @@ def ecb_docs(corpora: Path) -> tuple[list[DedupDoc], dict[str, str], list[tuple[
     return docs, gold, pairs
 
 
+def extraction_docs(corpora: Path) -> list[DedupDoc]:
+    folder = corpora / "extraction" / "scrapinghub" / "expected"
+    return [DedupDoc(doc_id="x:" + p.stem, text=p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.txt"))]
+
+
 def reprints(doc: DedupDoc) -> list[tuple[str, DedupDoc]]:
     """The five reprint variants of one article, each under its own URL."""
     paragraphs = [p for p in doc.text.splitlines() if p.strip()]
@@ -172,8 +183,40 @@ def show_ecb(settings: DedupSettings, corpora: Path) -> dict[str, float]:
     return {"precision": p, "recall": r, "f1": f, "false_merge": false_merge, "bcubed_f1": bf}
 
 
-def show_reprints(settings: DedupSettings, originals: list[DedupDoc], name: str) -> dict[str, float]:
-    """Fold originals and their reprints together; each reprint should land in its original's story."""
+def show_ecb_streamed(settings: DedupSettings, corpora: Path) -> float:
+    docs, gold, pairs = ecb_docs(corpora)
+    index = StoryIndex(settings)
+    predicted = {d.doc_id: index.add(d).story_id for d in sorted(docs, key=lambda d: d.doc_id)}
+    hard = [(a, b) for a, b, label in pairs if label == "same_topic_diff_story"]
+    false_merge = sum(predicted[a] == predicted[b] for a, b in hard) / len(hard)
+    bp, br, bf = bcubed(predicted, gold)
+    print(f"ECB+ streamed (no observe): B-cubed P={bp:.3f} R={br:.3f} F1={bf:.3f}; "
+          f"false merges same_topic_diff_story {false_merge:.3%}")
+    return bf
+
+
+def show_ecb_mixed(settings: DedupSettings, corpora: Path) -> float:
+    docs, gold, pairs = ecb_docs(corpora)
+    others = extraction_docs(corpora)
+    result = {a.doc_id: a.story_id for a in fold_stories(docs + others, settings)}
+    predicted = {d: result[d] for d in gold}
+    hard = [(a, b) for a, b, label in pairs if label == "same_topic_diff_story"]
+    false_merge = sum(predicted[a] == predicted[b] for a, b in hard) / len(hard)
+    foreign = {result[d.doc_id] for d in others}
+    crossed = sum(story in foreign for story in predicted.values())
+    bp, br, bf = bcubed(predicted, gold)
+    print(f"ECB+ mixed with {len(others)} other articles: B-cubed P={bp:.3f} R={br:.3f} F1={bf:.3f}; "
+          f"false merges same_topic_diff_story {false_merge:.3%}; ECB+ docs merged with another article: {crossed}")
+    return bf
+
+
+def show_reprints(settings: DedupSettings, docs: list[DedupDoc], name: str) -> dict[str, float]:
+    """Fold articles and their reprints together; each reprint should land in its original's story.
+
+    Only articles of at least MIN_PARAGRAPHS paragraphs get reprints: trimming or replacing a
+    paragraph of a one-paragraph text leaves nothing of the original.
+    """
+    originals = [d for d in docs if len([p for p in d.text.splitlines() if p.strip()]) >= MIN_PARAGRAPHS]
     variants = [(doc, kind, v) for doc in originals for kind, v in reprints(doc)]
     result = {a.doc_id: a for a in fold_stories(originals + [v for _, _, v in variants], settings)}
     joined: dict[str, int] = defaultdict(int)
@@ -187,7 +230,7 @@ def show_reprints(settings: DedupSettings, originals: list[DedupDoc], name: str)
     n = len(originals)
     near = [k for k in VARIANTS if k != "verbatim"]
     recall = sum(as_copy[k] for k in near) / (n * len(near))
-    print(f"reprints of {name} ({n} originals, {len(variants)} variants):")
+    print(f"reprints of {name} ({n} originals of {MIN_PARAGRAPHS}+ paragraphs, {len(variants)} variants):")
     for kind in VARIANTS:
         print(f"  {kind:<9} joined {joined[kind]}/{n}  as copy {as_copy[kind]}/{n}")
     print(f"  near_copy recall {recall:.3f}; merged into another story: {wrong}")
@@ -202,14 +245,17 @@ def _partition(labels: dict[str, str]) -> set[frozenset[str]]:
 
 
 def main() -> int:
+    corpora = corpora_dir()   # first: under CI a missing corpora folder is an error, not a skip
     settings = DedupSettings()
     seeds_ok = show_seeds(settings)
     show_reprints(settings, seed_docs()[0], "seeds")
-    corpora = corpora_dir()
     if corpora is None:
         print("ECB+: skipped, corpora folder not found (set NEWSMON_CORPORA)")
         return 0 if seeds_ok else 1
     show_ecb(settings, corpora)
+    show_ecb_streamed(settings, corpora)
+    if (corpora / "extraction" / "scrapinghub" / "expected").is_dir():
+        show_ecb_mixed(settings, corpora)
     show_reprints(settings, ecb_docs(corpora)[0], "ECB+")
     return 0 if seeds_ok else 1
 

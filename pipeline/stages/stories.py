@@ -56,8 +56,12 @@ def fold_batch(
     for doc, story_id in history:
         index.add(doc, story_id=story_id)
         story_of[doc.doc_id] = story_id
+    ordered = sorted(articles, key=_order)
+    # Count the whole batch into the word statistics first, so the batch's early articles are
+    # weighed against the same corpus as its late ones (matters most on a first run).
+    index.observe(as_dedup_doc(a) for _, a in ordered)
     out: list[Folded] = []
-    for item, art in sorted(articles, key=_order):
+    for item, art in ordered:
         wire = detect_wire_agency(art.text)
         if art.article_id in story_of:
             # Same canonical URL as an article already indexed: the same article seen again.

@@ -1,0 +1,763 @@
+"""Story folding: decide which documents are the same story.
+
+Contract
+--------
+`StoryIndex.add(doc)` decides the story of one `DedupDoc` against every document indexed before it,
+then indexes it. The decision walks a ladder and records the rung that linked it as
+`StoryAssignment.link`:
+
+1. ``exact_copy`` -- same canonical URL as an indexed document (the same article), score 1.0;
+2. ``exact_copy`` -- same normalised text under another URL, score 1.0;
+3. ``near_copy`` -- a reprint: verbatim, trimmed, with extra chrome, an updated paragraph or a new
+   headline. MinHash LSH over word shingles proposes candidates; the decision is the containment
+   ``|A & B| / min(|A|, |B|)`` of the exact shingle sets (so a copy trimmed to 60% scores 1.0);
+4. ``rewrite`` -- another outlet's rewrite, or a translation, of the same story. Candidates share
+   specific terms with the document and fall within `window_days` of it (when both dates are
+   known). The similarity is a weighted mean of TF-IDF cosines over content words, names and
+   numbers, adjacent word pairs (the same facts in similar phrasing) and the lead (title and
+   first lines, where a report states its event). The document joins the story with the best
+   *average* similarity over its members (average link: stories do not chain), if that average
+   reaches `rewrite_threshold`; the score is that average;
+5. ``original`` -- a new story, id ``"s_" + sha1(doc_id of its first document)[:12]``; the score is
+   the best average it was refused with (0.0 when no story was a candidate).
+
+IDF comes from the documents seen so far, exact and near copies counted once, blended with a
+general-English background from wordfreq so that a handful of documents is enough (a stream fed
+to `add` alone builds its IDF as it goes; `observe` gives a batch the IDF of the whole batch
+first, as `fold_stories` does). Chrome does
+not count: lines under `min_line_words` words ("Connect with us", app badges) are dropped, and so
+are lines a document shares verbatim with another document it is not a copy of (a site's
+newsletter blurb, comment-form text).
+
+Determinism: the same documents in the same order give the same result (no randomness, no
+clock). `fold_stories` observes the whole batch first and adds it sorted by (published, doc_id),
+so its result does not depend on the input order. The module is pure Python (no Beam, no
+database): the Beam stage and ``newsmon dedup`` share it.
+
+Cost: the work per add is bounded by the candidate limits of `DedupSettings` (about 5-10 ms on
+one core, flat as the index grows). The index keeps at most `max_history` documents, evicting the
+oldest; a news article of ~500 words takes roughly 50-70 kB (its terms, shingles, LSH bands and
+its share of the IDF statistics), so 100,000 documents need several GB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import sys
+import unicodedata
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+from courlan import normalize_url, scrub_url
+from datasketch import MinHash, MinHashLSH
+from rapidfuzz import fuzz
+from wordfreq import zipf_frequency
+
+from pipeline.models import DedupDoc, StoryAssignment
+
+__all__ = [
+    "DedupSettings",
+    "StoryIndex",
+    "canonical_url",
+    "fold_stories",
+    "normalise_text",
+    "story_id_for",
+    "text_hash",
+]
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """Knobs of story folding. Defaults fitted with bench/eval_dedup.py (seeds and ECB+)."""
+
+    window_days: float = 3.0              # rewrites only within +-window of publication (both dates known)
+    # near copies
+    near_copy_containment: float = 0.8    # shingle containment that makes a near copy
+    near_copy_min_ratio: float = 0.25     # smaller/larger shingle count: a brief inside a roundup is no copy
+    min_shingles: int = 10                # fewer shingles than this: too short to call a near copy
+    lsh_threshold: float = 0.2            # Jaccard of the LSH: a 40% trim (J 0.4) is a candidate with p 0.99
+    shingle_size: int = 5
+    num_perm: int = 128
+    # rewrites: score = weighted mean of the four cosines (+ title_weight * title similarity)
+    rewrite_threshold: float = 0.065      # average score over a story's members that makes a rewrite
+    word_weight: float = 0.15             # content words (stemmed)
+    name_weight: float = 0.15             # capitalised words and numbers
+    phrase_weight: float = 0.7            # pairs of adjacent content words
+    lead_weight: float = 0.2              # words and names of the title and the first lines
+    lead_lines: int = 2
+    title_weight: float = 0.0             # rapidfuzz title similarity: topic-level on ECB+, so off
+    min_line_words: int = 5               # shorter lines are chrome or subheads and do not count
+    chrome_min_docs: int = 3              # a line in this many other documents is chrome, even in a partial copy
+    stop_zipf: float = 6.0                # words this frequent in English (the, said, would) are no content
+    prior_docs: float = 3.0               # weight of the wordfreq background, in pseudo-documents
+    prior_doc_length: float = 300.0       # words per document, to turn a word frequency into a df
+    min_rewrite_terms: int = 8            # fewer content words than this: never a rewrite
+    norm_floor_terms: float = 1.0         # pseudo-terms of top IDF in every norm: two shared terms are no story
+    # cost bounds
+    salient_terms: int = 30               # terms per document in the rewrite candidate index
+    min_shared_salient: int = 2           # salient terms a candidate document must share
+    max_postings_scan: int = 2_000        # newest documents scanned per salient term
+    max_candidates: int = 100             # candidate documents kept per add (most terms shared)
+    max_candidate_stories: int = 20       # stories scored per add
+    max_story_sample: int = 20            # newest distinct members a document is averaged against
+    vector_cache_size: int = 5_000        # weighted vectors kept between adds
+    max_history: int = 100_000            # documents kept in the index (oldest evicted)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text normalisation.
+
+# Typographic variants that NFKC leaves alone, mapped to their ASCII form.
+_PUNCT_VARIANTS = str.maketrans(
+    {
+        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'",
+        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"',
+        "\u00bb": '"', "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-",
+        "\u2015": "-", "\u2212": "-",
+    }
+)
+_NON_WORD = re.compile(r"[^\w\s]+|_+")
+_SPACES = re.compile(r"\s+")
+
+
+def _unify(text: str) -> str:
+    """NFKC with ASCII quotes and dashes; case is kept (names are found by their capitals)."""
+    return unicodedata.normalize("NFKC", text).translate(_PUNCT_VARIANTS)
+
+
+def normalise_text(text: str) -> str:
+    """Lowercase, NFKC, punctuation removed, whitespace collapsed: the form exact copies share."""
+    text = _unify(text).lower()
+    return _SPACES.sub(" ", _NON_WORD.sub(" ", text)).strip()
+
+
+def text_hash(text: str) -> str:
+    """sha1 hex of `normalise_text`: equal for copies that differ only in case, quotes or spacing."""
+    return hashlib.sha1(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+def story_id_for(doc_id: str) -> str:
+    """The id of a story whose first document is `doc_id`."""
+    return "s_" + hashlib.sha1(doc_id.encode("utf-8")).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# URL canonicalisation.
+
+_TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "dclid", "gclsrc", "msclkid", "yclid", "twclid", "igshid", "mc_cid",
+        "mc_eid", "ocid", "cmpid", "cmp", "icid", "ito", "smid", "smtyp", "sr_share", "share",
+        "mbid", "rss", "wt.mc_id", "_ga", "_gl", "_hsenc", "_hsmi", "guccounter", "soc_src",
+        "soc_trk", "ref_src", "ref_url", "outputtype", "amp", "amp_js_v", "usqp",
+    }
+)
+_TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mtm_", "ns_", "itm_", "vero_", "hsa_", "oly_")
+# The AMP cache serves https://www.example.com/a as https://www-example-com.cdn.ampproject.org/c/s/www.example.com/a
+_AMP_CACHE = re.compile(r"^[^/]+\.cdn\.ampproject\.org/[a-z]/(s/)?(.+)$", re.IGNORECASE)
+_AMP_SEGMENT = re.compile(r"/amp(?=/|$)", re.IGNORECASE)
+_AMP_SUFFIX = re.compile(r"[.-]amp(?=\.html?$|$)", re.IGNORECASE)
+
+
+def _is_tracking(param: str) -> bool:
+    name = param.lower()
+    return name in _TRACKING_PARAMS or name.startswith(_TRACKING_PREFIXES)
+
+
+def _unwrap_amp_cache(url: str) -> str:
+    _, sep, rest = url.partition("://")
+    match = _AMP_CACHE.match(rest) if sep else None
+    if not match:
+        return url
+    return ("https://" if match.group(1) else "http://") + match.group(2)
+
+
+def canonical_url(url: str) -> str:
+    """One deterministic form per article URL.
+
+    Tracking parameters (utm_*, fbclid, gclid, ocid, cmpid, at_*, ...) and the fragment are dropped,
+    AMP variants (amp. host, /amp segment, .amp suffix, ?amp, the AMP cache) fold onto the page
+    they render, the scheme and host are lowercased, default ports and trailing slashes go.
+    Other parameters are kept, sorted: they may name the article (?id=, ?story=), and dropping
+    them would make two articles one URL, which the URL rung would then fold together.
+    Returns "" for an empty URL and the stripped input when it does not parse.
+    """
+    url = url.strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(normalize_url(scrub_url(_unwrap_amp_cache(url)), strict=False))
+    except (ValueError, AttributeError):
+        return url
+    host = parts.netloc.lower()
+    if host.startswith("amp."):
+        host = host[len("amp.") :]
+    path = _AMP_SUFFIX.sub("", _AMP_SEGMENT.sub("", parts.path)).rstrip("/") or "/"
+    params = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k))
+    return urlunsplit((parts.scheme.lower(), host, path, urlencode(params), ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# What a document says. Term keys carry their space: "w:" content word (stemmed), "n:" name or
+# number, "p:" pair of adjacent content words, "l:" a word or name of the lead.
+
+_TOKEN = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*")
+_SENTENCE_END = frozenset(".!?:;")
+_SUFFIXES = ("ing", "ed", "es", "s")
+_COMMON_OPENER_ZIPF = 4.5   # a capitalised word this common that opens a sentence is not a name
+_TERM_SPACES = ("w:", "n:", "p:", "l:")
+
+
+@lru_cache(maxsize=300_000)
+def _zipf(word: str) -> float:
+    return zipf_frequency(word, "en")
+
+
+def _stem(word: str) -> str:
+    """A light suffix strip, so that 'arrested'/'arrest' and 'talks'/'talk' meet."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+@lru_cache(maxsize=300_000)
+def _stem_zipf(stem: str) -> float:
+    """English frequency of the commonest word that `_stem` maps to `stem`."""
+    return max(_zipf(stem + suffix) for suffix in ("", *_SUFFIXES))
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def _line_terms(line: str, stop_zipf: float, terms: set[str]) -> None:
+    previous_end = 0
+    content: list[str] = []
+    for match in _TOKEN.finditer(line):
+        token = match.group()
+        opens_sentence = previous_end == 0 or not _SENTENCE_END.isdisjoint(line[previous_end : match.start()])
+        previous_end = match.end()
+        if token[0].isdigit():
+            terms.add("n:#" + token.replace(",", ""))
+            continue
+        lower = token.lower()
+        if token[0].isupper() and len(token) > 1 and not (opens_sentence and _zipf(lower) >= _COMMON_OPENER_ZIPF):
+            terms.add("n:" + lower)
+        if len(lower) > 2 and _zipf(lower) < stop_zipf:
+            content.append(_stem(lower))
+    terms.update("w:" + word for word in content)
+    terms.update(f"p:{first}_{second}" for first, second in zip(content, content[1:], strict=False))
+
+
+def _terms(title: str, lines: list[str], settings: DedupSettings) -> set[str]:
+    """The terms of the title and `lines`, plus "l:" copies of those of the lead.
+
+    Binary: a rewrite states a fact once, however often its source repeated it.
+    """
+    terms: set[str] = set()
+    for line in lines:
+        _line_terms(line, settings.stop_zipf, terms)
+    lead = lines[: settings.lead_lines]
+    if title and (not lines or normalise_text(title) != normalise_text(lines[0])):
+        lead = [title, *lead]
+        _line_terms(title, settings.stop_zipf, terms)
+    lead_terms: set[str] = set()
+    for line in lead:
+        _line_terms(line, settings.stop_zipf, lead_terms)
+    terms.update("l:" + t for t in lead_terms if not t.startswith("p:"))
+    return terms
+
+
+def _background_df(term: str, prior_docs: float, doc_length: float) -> float:
+    """Expected document frequency of a term among `prior_docs` documents of general English.
+
+    Word pairs get none: their IDF comes from the corpus (and the prior documents) alone.
+    """
+    if term.startswith("p:"):
+        return 0.0
+    return _word_background_df(term, prior_docs, doc_length)
+
+
+@lru_cache(maxsize=200_000)
+def _word_background_df(term: str, prior_docs: float, doc_length: float) -> float:
+    space, word = term[:2], term[2:]
+    zipf = _stem_zipf(word) if space == "w:" else _zipf(word.lstrip("#"))
+    if zipf <= 0:
+        return 0.0
+    return prior_docs * (1.0 - math.exp(-doc_length * 10.0 ** (zipf - 9.0)))
+
+
+@dataclass(frozen=True, eq=False)
+class _Text:
+    """A document cut up for the copy rungs: body lines and their hashes, shingles, URL, text hash."""
+
+    title: str
+    body: list[str]               # lines of at least min_line_words words (all lines if none is)
+    line_hashes: tuple[int, ...]  # one per body line
+    shingles: np.ndarray          # sorted unique uint64 hashes of word n-grams
+    url: str
+    text_hash: str                # "" for an empty text, which copies nothing
+
+
+def _cut(doc: DedupDoc, settings: DedupSettings) -> _Text:
+    lines = [line.strip() for line in _unify(doc.text).splitlines() if line.strip()]
+    # Short lines are chrome ("Connect with us", app badges) or subheads.
+    body = [line for line in lines if len(line.split()) >= settings.min_line_words] or lines
+    tokens = normalise_text(" ".join(body)).split()
+    size = settings.shingle_size
+    grams = [" ".join(tokens[i : i + size]) for i in range(max(1, len(tokens) - size + 1))] if tokens else []
+    return _Text(
+        title=_unify(doc.title).strip(),
+        body=body,
+        line_hashes=tuple(_hash64(normalise_text(line)) for line in body),
+        shingles=np.unique(np.array([_hash64(g) for g in grams], dtype=np.uint64)),
+        url=canonical_url(doc.url),
+        text_hash=text_hash(doc.text) if normalise_text(doc.text) else "",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rungs 1-3: copies.
+
+
+def _identity_hash(value: int) -> int:
+    return value
+
+
+class _CopyIndex:
+    """Same URL, same normalised text, near copy: the article itself, whatever its wrapping."""
+
+    def __init__(self, settings: DedupSettings) -> None:
+        self.settings = settings
+        self._by_url: dict[str, int] = {}
+        self._by_hash: dict[str, int] = {}
+        self._entries: dict[int, _Text] = {}
+        self._lsh = MinHashLSH(threshold=settings.lsh_threshold, num_perm=settings.num_perm)
+
+    def find(self, text: _Text) -> tuple[str, int, float] | None:
+        """(link, key of the document copied, score), or None."""
+        for table, value in ((self._by_url, text.url), (self._by_hash, text.text_hash)):
+            if value and value in table:
+                return ("exact_copy", table[value], 1.0)
+        if len(text.shingles) < self.settings.min_shingles:
+            return None
+        best: tuple[float, int] | None = None
+        for key in sorted(self._lsh.query(self._minhash(text.shingles))):
+            score = self._containment(text.shingles, self._entries[key].shingles)
+            if best is None or score > best[0]:
+                best = (score, key)
+        if best is None or best[0] < self.settings.near_copy_containment:
+            return None
+        return ("near_copy", best[1], best[0])
+
+    def insert(self, key: int, text: _Text) -> None:
+        # Lean entry: the body lines are not needed here.
+        self._entries[key] = _Text(text.title, [], (), text.shingles, text.url, text.text_hash)
+        if text.url:
+            self._by_url.setdefault(text.url, key)
+        if text.text_hash:
+            self._by_hash.setdefault(text.text_hash, key)
+        if len(text.shingles):
+            self._lsh.insert(key, self._minhash(text.shingles))
+
+    def remove(self, key: int) -> None:
+        text = self._entries.pop(key)
+        for table, value in ((self._by_url, text.url), (self._by_hash, text.text_hash)):
+            if value and table.get(value) == key:
+                del table[value]
+        if len(text.shingles):
+            self._lsh.remove(key)
+
+    def _containment(self, a: np.ndarray, b: np.ndarray) -> float:
+        small, large = sorted((len(a), len(b)))
+        if small < self.settings.min_shingles or small < self.settings.near_copy_min_ratio * large:
+            return 0.0
+        return len(np.intersect1d(a, b, assume_unique=True)) / small
+
+    def _minhash(self, shingles: np.ndarray) -> MinHash:
+        mh = MinHash(num_perm=self.settings.num_perm, hashfunc=_identity_hash)
+        mh.update_batch((shingles & np.uint64(0xFFFFFFFF)).tolist())
+        return mh
+
+
+# ---------------------------------------------------------------------------------------------
+# The story index.
+
+
+@dataclass
+class _Doc:
+    """What the index keeps of one document for the rewrite rung."""
+
+    key: int
+    doc_id: str
+    published: datetime | None
+    title: str                    # normalised, for the optional title similarity
+    terms: tuple[str, ...]        # interned; what its similarity vector is made of
+    df_only: tuple[str, ...]      # terms counted in the IDF but left out of the vector (shared lines)
+    line_hashes: frozenset[int]
+    salient: tuple[str, ...]      # terms under which the candidate index files it
+    content_words: int
+    story_id: str
+    link: str
+    counted: bool                 # in the corpus statistics (not a copy of a counted document)
+
+    def df_terms(self) -> Iterable[str]:
+        yield from (t for t in self.terms if not t.startswith("l:"))
+        yield from self.df_only
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    if when is None:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+class StoryIndex:
+    """Documents indexed so far and the story of each. See the module docstring for the ladder."""
+
+    def __init__(self, settings: DedupSettings = DedupSettings()) -> None:  # noqa: B008 - frozen dataclass
+        self.settings = settings
+        self._next_key = 0
+        self._docs: OrderedDict[int, _Doc] = OrderedDict()   # insertion order = eviction order
+        self._assignments: dict[int, StoryAssignment] = {}
+        self._by_doc_id: dict[str, int] = {}
+        self._copies = _CopyIndex(settings)
+        # story_id -> member keys, term -> keys of the documents filed under it; both in
+        # insertion order (dicts as ordered sets), so the newest come last.
+        self._stories: dict[str, dict[int, None]] = {}
+        self._postings: dict[str, dict[int, None]] = {}
+        # Corpus statistics for the IDF. Copies are not counted: a story reprinted ten times
+        # would otherwise make its own words look common.
+        self._df: Counter[str] = Counter()
+        self._corpus_size = 0
+        self._observed: dict[str, bool] = {}   # doc_id -> counted by observe(), not added yet
+        # Body lines of the counted documents -> how many contain them. A line a document shares
+        # verbatim with a document it does not copy is chrome or a stock phrase, not its story.
+        self._line_docs: Counter[int] = Counter()
+        # Weighted vectors of stored documents, kept between adds (see _refresh_vectors).
+        self._vectors_size = 0
+        self._vector_cache: OrderedDict[int, dict[str, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    # -- public ------------------------------------------------------------------------------
+
+    def observe(self, docs: Iterable[DedupDoc]) -> None:
+        """Count documents into the IDF statistics before they are added.
+
+        A batch observed first is judged with the IDF of the whole batch rather than of the part
+        added so far. Copies within the batch (or of indexed documents) are counted once; a doc_id
+        is never counted twice, also when it is added later.
+        """
+        probe = _CopyIndex(self.settings)
+        for n, doc in enumerate(docs):
+            if doc.doc_id in self._observed or doc.doc_id in self._by_doc_id:
+                continue
+            text = _cut(doc, self.settings)
+            counted = self._copies.find(text) is None and probe.find(text) is None
+            if counted:
+                probe.insert(n, text)
+                self._count(t for t in _terms(text.title, text.body, self.settings) if not t.startswith("l:"))
+            self._observed[doc.doc_id] = counted
+
+    def add(self, doc: DedupDoc, story_id: str | None = None) -> StoryAssignment:
+        """Decide the story of `doc` against the indexed documents, then index it.
+
+        With `story_id` (history loaded from the store) the document is indexed under that story
+        without a decision; the assignment then says ``original`` with score 0.0. A doc_id that is
+        already indexed is not indexed twice: its first assignment is returned.
+        """
+        known = self._by_doc_id.get(doc.doc_id)
+        if known is not None:
+            return self._assignments[known]
+        text = _cut(doc, self.settings)
+        copy = self._copies.find(text)
+        observed = doc.doc_id in self._observed
+        counted = self._observed.pop(doc.doc_id) if observed else copy is None
+        new = self._make_doc(doc, text, counted)
+        if counted and not observed:
+            # Judged within a corpus that holds it, as an observed document is.
+            self._count(new.df_terms())
+        if story_id is not None:
+            assignment = StoryAssignment(doc.doc_id, story_id, "original", None, 0.0)
+        elif copy is not None:
+            link, other, score = copy
+            assignment = self._link(new, link, self._docs[other], score)
+        else:
+            assignment = self._rewrite_or_original(new)
+        self._index(new, text, assignment)
+        return assignment
+
+    # -- the rewrite rung ----------------------------------------------------------------------
+
+    @staticmethod
+    def _link(new: _Doc, link: str, other: _Doc, score: float) -> StoryAssignment:
+        return StoryAssignment(new.doc_id, other.story_id, link, other.doc_id, round(score, 4))
+
+    def _rewrite_or_original(self, new: _Doc) -> StoryAssignment:
+        closest = self._closest_story(new)
+        if closest is not None and closest[0] >= self.settings.rewrite_threshold:
+            return self._link(new, "rewrite", closest[1], closest[0])
+        score = round(closest[0], 4) if closest is not None else 0.0
+        return StoryAssignment(new.doc_id, story_id_for(new.doc_id), "original", None, score)
+
+    def _closest_story(self, new: _Doc) -> tuple[float, _Doc] | None:
+        """The candidate story with the best average similarity, and its member closest to `new`.
+
+        Average link: one close member is not enough to pull a document into a story, so a
+        chain of pairwise-similar documents does not grow into one topic-wide story.
+        """
+        if new.content_words < self.settings.min_rewrite_terms:
+            return None
+        self._refresh_vectors()
+        vector = self._weigh(new)
+        best: tuple[float, _Doc] | None = None
+        for story_id in self._candidate_stories(new):
+            members = self._story_sample(story_id, new.published)
+            if not members:
+                continue
+            sims = [(self._similarity(new, vector, member), member) for member in members]
+            average = sum(score for score, _ in sims) / len(sims)
+            if best is None or average > best[0]:
+                best = (average, max(sims, key=lambda item: (item[0], -item[1].key))[1])
+        return best
+
+    def _in_window(self, a: datetime | None, b: datetime | None) -> bool:
+        if a is None or b is None:
+            return True
+        return abs(a - b) <= timedelta(days=self.settings.window_days)
+
+    def _candidate_stories(self, new: _Doc) -> list[str]:
+        """Stories of the documents sharing most salient terms with `new`, within its window."""
+        s = self.settings
+        shared: Counter[int] = Counter()
+        for term in new.salient:
+            posting = self._postings.get(term, ())
+            for n, key in enumerate(reversed(posting)):
+                if n >= s.max_postings_scan:   # postings run oldest to newest: scan the newest
+                    break
+                shared[key] += 1
+        ranked = sorted(
+            (item for item in shared.items() if item[1] >= s.min_shared_salient),
+            key=lambda item: (-item[1], -item[0]),
+        )
+        stories: dict[str, None] = {}
+        taken = 0
+        for key, _ in ranked:
+            other = self._docs[key]
+            if not self._in_window(new.published, other.published):
+                continue
+            stories.setdefault(other.story_id, None)
+            taken += 1
+            if taken >= s.max_candidates or len(stories) >= s.max_candidate_stories:
+                break
+        return list(stories)
+
+    def _story_sample(self, story_id: str, published: datetime | None) -> list[_Doc]:
+        """Members a document is averaged against: distinct texts in its window, newest first.
+
+        Exact and near copies repeat another member's text; averaging over them would weigh a
+        story by how often one article was reprinted.
+        """
+        distinct: list[_Doc] = []
+        copies: list[_Doc] = []
+        for key in reversed(self._stories.get(story_id, {})):
+            member = self._docs[key]
+            if self._in_window(published, member.published):
+                (distinct if member.link in ("original", "rewrite") else copies).append(member)
+                if len(distinct) >= self.settings.max_story_sample:
+                    break
+        return distinct or copies[: self.settings.max_story_sample]
+
+    def _similarity(self, new: _Doc, vector: dict[str, float], member: _Doc) -> float:
+        score = _dot(vector, self._cached_vector(member))
+        weight = self.settings.title_weight
+        if weight and new.title and member.title:
+            score += weight * fuzz.token_set_ratio(new.title, member.title) / 100.0
+        return score
+
+    # -- weighting -----------------------------------------------------------------------------
+
+    def _refresh_vectors(self) -> None:
+        """Drop the cached vectors when the corpus has grown by a quarter since they were made.
+
+        Re-weighting every stored document whenever the IDF moves would cost O(index) per add;
+        between refreshes a cached vector is at most a quarter of the corpus behind.
+        """
+        if self._corpus_size > self._vectors_size + max(1, self._vectors_size // 4):
+            self._vectors_size = self._corpus_size
+            self._vector_cache.clear()
+
+    def _weigh(self, doc: _Doc) -> dict[str, float]:
+        """Binary TF-IDF per space, each space scaled to length sqrt(weight / total weight).
+
+        The dot product of two such vectors is the weighted mean of the per-space cosines.
+        IDF: the corpus plus `prior_docs` pseudo-documents of general English (wordfreq). With a
+        few documents the background tells 'Witkoff' from 'report'; as the corpus grows it takes
+        over, and the words a whole stream shares lose their weight.
+        """
+        s = self.settings
+        weights = {"w:": s.word_weight, "n:": s.name_weight, "p:": s.phrase_weight, "l:": s.lead_weight}
+        total = sum(weights.values())
+        log_docs = math.log(self._corpus_size + s.prior_docs + 1.0)
+        # A space of a handful of terms (an article with two numbers and no names) would reach
+        # cosine 1 on one shared term: every norm gets `norm_floor_terms` terms of top IDF.
+        floor = s.norm_floor_terms * log_docs**2
+        df_of = self._df.get
+        spaces: dict[str, dict[str, float]] = {space: {} for space in _TERM_SPACES}
+        for term in doc.terms:
+            # A lead word is as rare as the same word anywhere: one document frequency for both.
+            base = term[2:] if term.startswith("l:") else term
+            df = df_of(base, 0) + _background_df(base, s.prior_docs, s.prior_doc_length)
+            idf = log_docs - math.log(df + 1.0)
+            if idf > 0:
+                spaces[term[:2]][term] = idf
+        vector: dict[str, float] = {}
+        for space, values in spaces.items():
+            if values and weights[space] > 0:
+                scale = math.sqrt(weights[space] / total) / math.sqrt(floor + sum(v * v for v in values.values()))
+                vector.update((t, v * scale) for t, v in values.items())
+        return vector
+
+    def _cached_vector(self, doc: _Doc) -> dict[str, float]:
+        vector = self._vector_cache.get(doc.key)
+        if vector is None:
+            vector = self._vector_cache[doc.key] = self._weigh(doc)
+            if len(self._vector_cache) > self.settings.vector_cache_size:
+                self._vector_cache.popitem(last=False)
+        else:
+            self._vector_cache.move_to_end(doc.key)
+        return vector
+
+    # -- indexing ------------------------------------------------------------------------------
+
+    def _make_doc(self, doc: DedupDoc, text: _Text, counted: bool) -> _Doc:
+        s = self.settings
+        full = _terms(text.title, text.body, s)
+        own_lines = self._own_lines(text)
+        own = _terms(text.title, own_lines, s) if own_lines and len(own_lines) < len(text.body) else full
+        terms = tuple(sys.intern(t) for t in sorted(own))
+        key, self._next_key = self._next_key, self._next_key + 1
+        return _Doc(
+            key=key,
+            doc_id=doc.doc_id,
+            published=_utc(doc.published),
+            title=normalise_text(doc.title),
+            terms=terms,
+            df_only=tuple(sys.intern(t) for t in sorted(full - own) if not t.startswith("l:")),
+            line_hashes=frozenset(text.line_hashes),
+            salient=self._salient(terms),
+            content_words=sum(1 for t in terms if t.startswith("w:")),
+            story_id="",
+            link="",
+            counted=counted,
+        )
+
+    def _own_lines(self, text: _Text) -> list[str]:
+        """The body lines that are the document's own, not chrome shared with other documents.
+
+        A line already seen in another document is chrome ("Sign up for our newsletter ...") -
+        unless most of the body was seen, as in a partial copy, whose shared lines are its story;
+        there only lines seen in `chrome_min_docs` documents or more go.
+        """
+        seen = [self._line_docs[h] for h in text.line_hashes]
+        partial_copy = 2 * sum(1 for n in seen if n) > len(seen)
+        limit = self.settings.chrome_min_docs if partial_copy else 1
+        return [line for line, n in zip(text.body, seen, strict=True) if n < limit]
+
+    def _salient(self, terms: tuple[str, ...]) -> tuple[str, ...]:
+        """The rarest words and names in general English: stable as the corpus grows, unlike IDF."""
+        s = self.settings
+        ranked = sorted(
+            (t for t in terms if t[:2] in ("w:", "n:")),
+            key=lambda t: (_background_df(t, s.prior_docs, s.prior_doc_length), t),
+        )
+        return tuple(ranked[: s.salient_terms])
+
+    def _count(self, terms: Iterable[str], sign: int = 1) -> None:
+        for term in terms:
+            self._df[term] += sign
+            if self._df[term] <= 0:
+                del self._df[term]
+        self._corpus_size += sign
+
+    def _index(self, doc: _Doc, text: _Text, assignment: StoryAssignment) -> None:
+        doc.story_id, doc.link = assignment.story_id, assignment.link
+        key = doc.key
+        self._docs[key] = doc
+        self._assignments[key] = assignment
+        self._by_doc_id[doc.doc_id] = key
+        self._copies.insert(key, text)
+        self._stories.setdefault(doc.story_id, {})[key] = None
+        for term in doc.salient:
+            self._postings.setdefault(term, {})[key] = None
+        if doc.counted:
+            self._line_docs.update(doc.line_hashes)
+        while len(self._docs) > self.settings.max_history:
+            self._evict(next(iter(self._docs)))
+
+    def _evict(self, key: int) -> None:
+        doc = self._docs.pop(key)
+        del self._assignments[key]
+        if self._by_doc_id.get(doc.doc_id) == key:
+            del self._by_doc_id[doc.doc_id]
+        self._copies.remove(key)
+        self._vector_cache.pop(key, None)
+        _discard(self._stories, doc.story_id, key)
+        for term in doc.salient:
+            _discard(self._postings, term, key)
+        if doc.counted:
+            self._count(doc.df_terms(), -1)
+            self._line_docs.subtract(doc.line_hashes)
+            for h in doc.line_hashes:
+                if self._line_docs[h] <= 0:
+                    del self._line_docs[h]
+
+
+def _discard(table: dict[str, dict[int, None]], name: str, key: int) -> None:
+    members = table.get(name)
+    if members is not None:
+        members.pop(key, None)
+        if not members:
+            del table[name]
+
+
+def _dot(a: dict[str, float], b: dict[str, float]) -> float:
+    # fsum is exact, so the result does not depend on the (hash-seeded) order of the shared keys.
+    return math.fsum(a[t] * b[t] for t in a.keys() & b.keys())
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch entry point.
+
+_UNDATED = datetime.max.replace(tzinfo=UTC)
+
+
+def fold_stories(
+    docs: Iterable[DedupDoc],
+    settings: DedupSettings = DedupSettings(),  # noqa: B008 - frozen dataclass
+    history: Iterable[tuple[DedupDoc, str]] = (),
+) -> list[StoryAssignment]:
+    """Assign every document a story; the result does not depend on the order of `docs`.
+
+    `history` (document, story_id) pairs are indexed first, as decided before. The batch is then
+    observed and added in (published, doc_id) order, undated documents last; the assignments
+    come back in the input order.
+    """
+    index = StoryIndex(settings)
+    for doc, story_id in history:
+        index.add(doc, story_id=story_id)
+    docs = list(docs)
+    ordered = sorted(docs, key=lambda d: (_utc(d.published) or _UNDATED, d.doc_id))
+    index.observe(ordered)
+    decided = {doc.doc_id: index.add(doc) for doc in ordered}
+    return [decided[doc.doc_id] for doc in docs]

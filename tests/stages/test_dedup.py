@@ -1,0 +1,327 @@
+"""Story folding on the seed articles, their reprints, URL forms, order independence and scale."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from wordfreq import top_n_list
+
+from pipeline.models import LINK_TYPES, DedupDoc
+from pipeline.stages.dedup import (
+    DedupSettings,
+    StoryIndex,
+    canonical_url,
+    fold_stories,
+    normalise_text,
+    story_id_for,
+    text_hash,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = ROOT / "seeds"
+SEED_FILES = sorted(p.name for p in SEEDS.glob("*.txt"))
+A, B, C, D = "000_9b9ad37e8db9c7df.txt", "002_25123ef9c5ee8341.txt", "003_77e87239ff371cd2.txt", "004_48750b08ecc4a78b.txt"
+A2 = "001_a542e3d4023228b8.txt"
+
+CHROME_TOP = ["Connect with us", "Sign up for our morning briefing and never miss a story again."]
+CHROME_BOTTOM = [
+    "Share this article with your friends on Facebook, X and WhatsApp.",
+    "Continue Reading",
+    "Click to comment",
+    "Leave a Reply",
+    "Your email address will not be published. Required fields are marked *",
+    "Download our app from the Apple App Store and Google Play today.",
+]
+UPDATED = (
+    "Update: after this article was first published, a spokesperson said further talks were planned "
+    "for next week, and officials declined to say whether the deadline would be extended."
+)
+
+
+def seed(name: str, **extra) -> DedupDoc:
+    return DedupDoc(doc_id=name, text=(SEEDS / name).read_text(encoding="utf-8"), **extra)
+
+
+def paragraphs(doc: DedupDoc) -> list[str]:
+    return [line for line in doc.text.splitlines() if line.strip()]
+
+
+def reprints(doc: DedupDoc) -> dict[str, DedupDoc]:
+    """What syndication does to an article: copy, trim, wrap in chrome, update, retitle."""
+    paras = paragraphs(doc)
+    middle = len(paras) // 2
+    texts = {
+        "verbatim": doc.text,
+        "trim60": "\n".join(paras[: round(len(paras) * 0.6)]),
+        "chrome": "\n".join(CHROME_TOP + paras + CHROME_BOTTOM),
+        "updated": "\n".join(paras[:middle] + [UPDATED] + paras[middle + 1 :]),
+        "headline": "\n".join(["What we know so far: the full story, explained"] + paras[1:]),
+    }
+    return {
+        kind: DedupDoc(doc_id=f"{doc.doc_id}~{kind}", text=text, url=f"https://mirror.example/{kind}/{doc.doc_id}")
+        for kind, text in texts.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def seeds() -> list[DedupDoc]:
+    return [seed(name) for name in SEED_FILES]
+
+
+# ---------------------------------------------------------------------------------------------
+# Text and URL normal forms.
+
+
+def test_normalise_text_folds_case_quotes_width_and_spacing() -> None:
+    assert normalise_text("  Putin\u2019s \u201cgame\u201d\u00a0of   ULTIMATUMS\u2014now!\n") == "putin s game of ultimatums now"
+    assert normalise_text("\uff21\uff22\uff23 \u2460") == "abc 1"   # NFKC: full-width letters, circled digit
+
+
+def test_text_hash_is_sha1_of_normal_form() -> None:
+    assert text_hash("Trump\u2019s  Ultimatum") == text_hash("trump's ultimatum")
+    assert text_hash("a b") == hashlib.sha1(b"a b").hexdigest()
+    assert text_hash("one story") != text_hash("another story")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "https://www.example.com/world/putin-ultimatum",
+        "https://www.example.com/world/putin-ultimatum/",
+        "https://WWW.Example.COM:443/world/putin-ultimatum",
+        "https://www.example.com/world/putin-ultimatum?utm_source=feed&utm_medium=rss&utm_campaign=x",
+        "https://www.example.com/world/putin-ultimatum?fbclid=IwAR0abc&gclid=xyz",
+        "https://www.example.com/world/putin-ultimatum?ocid=msn&cmpid=rss&at_medium=social&at_campaign=a",
+        "https://www.example.com/world/putin-ultimatum#comments",
+        "https://www.example.com/world/putin-ultimatum/amp/",
+        "https://www.example.com/world/putin-ultimatum/amp",
+        "https://www.example.com/world/putin-ultimatum?amp",
+        "https://www.example.com/world/putin-ultimatum?amp=1&utm_source=x",
+        "https://www.example.com/world/putin-ultimatum.amp",
+        "https://amp.www.example.com/world/putin-ultimatum",
+        "https://www-example-com.cdn.ampproject.org/c/s/www.example.com/world/putin-ultimatum/amp/",
+    ],
+)
+def test_canonical_url_collapses_tracking_fragment_and_amp(variant: str) -> None:
+    assert canonical_url(variant) == "https://www.example.com/world/putin-ultimatum"
+
+
+def test_canonical_url_keeps_identifying_parameters_and_is_stable() -> None:
+    one = canonical_url("https://news.example.org/article.php?story=12&utm_source=x&id=7")
+    two = canonical_url("https://news.example.org/article.php?id=7&story=13")
+    assert one == "https://news.example.org/article.php?id=7&story=12"
+    assert one != two
+    assert canonical_url("https://news.example.org/a.amp.html") == "https://news.example.org/a.html"
+    assert canonical_url("http://example.com:80/") == "http://example.com/"
+    for url in (one, two, "https://example.com/x/y?b=2&a=1#top"):
+        assert canonical_url(canonical_url(url)) == canonical_url(url)
+    assert canonical_url("") == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# The seeds: one rewrite pair, three other stories on the same topic.
+
+
+def test_seed_stories_are_exact(seeds: list[DedupDoc], seed_labels: dict) -> None:
+    got = {a.doc_id: a for a in fold_stories(seeds)}
+    assert got[A].story_id == got[A2].story_id
+    assert got[A2].link == "rewrite" and got[A2].matched_doc_id == A
+    others = {got[name].story_id for name in (B, C, D)}
+    assert len(others) == 3 and got[A].story_id not in others
+    # Same partition as the labels.
+    by_label = {frozenset(names) for names in seed_labels["stories"].values()}
+    by_story: dict[str, set[str]] = {}
+    for a in got.values():
+        by_story.setdefault(a.story_id, set()).add(a.doc_id)
+    assert {frozenset(v) for v in by_story.values()} == by_label
+    assert got[A].story_id == story_id_for(A) == "s_" + hashlib.sha1(A.encode()).hexdigest()[:12]
+    assert all(a.link in LINK_TYPES for a in got.values())
+    # An original's score is the best average it was refused with.
+    threshold = DedupSettings().rewrite_threshold
+    assert all(0.0 <= got[name].score < threshold for name in (A, B, C, D))
+    assert got[A2].score >= threshold
+
+
+def test_seed_stories_also_come_out_of_a_plain_stream(seeds: list[DedupDoc]) -> None:
+    """StoryIndex.add without observe(): the IDF grows with the stream, as on a first run."""
+    index = StoryIndex()
+    got = {doc.doc_id: index.add(doc).story_id for doc in seeds}
+    assert got[A] == got[A2]
+    assert len({got[A], got[B], got[C], got[D]}) == 4
+
+
+def test_rewrite_pair_has_no_shared_copy_text(seeds: list[DedupDoc]) -> None:
+    """000 and 001 are not copies: the near-copy rung alone keeps them apart."""
+    copies_only = DedupSettings(rewrite_threshold=float("inf"))
+    got = {a.doc_id: a for a in fold_stories(seeds, copies_only)}
+    assert got[A].story_id != got[A2].story_id
+    assert {a.link for a in got.values()} == {"original"}
+
+
+def test_reprints_join_their_original(seeds: list[DedupDoc]) -> None:
+    variants = {(doc.doc_id, kind): v for doc in seeds for kind, v in reprints(doc).items()}
+    got = {a.doc_id: a for a in fold_stories(seeds + list(variants.values()))}
+    for (original, kind), variant in variants.items():
+        a = got[variant.doc_id]
+        assert a.story_id == got[original].story_id, (original, kind, a)
+        expected = {"verbatim": {"exact_copy"}, "headline": {"near_copy", "exact_copy"}}.get(kind, {"near_copy"})
+        assert a.link in expected, (original, kind, a)
+        assert a.link == "exact_copy" or a.score >= DedupSettings().near_copy_containment
+    # No false merges: the four stories stay four.
+    assert len({a.story_id for a in got.values()}) == 4
+
+
+def test_same_url_is_the_same_article(seeds: list[DedupDoc]) -> None:
+    index = StoryIndex()
+    first = index.add(DedupDoc(B, seeds[2].text, url="https://example.com/b?utm_source=x"))
+    again = index.add(DedupDoc("b-again", "a different extraction of the page", url="https://example.com/b/#top"))
+    assert (again.link, again.story_id, again.matched_doc_id, again.score) == ("exact_copy", first.story_id, B, 1.0)
+
+
+def test_chrome_shared_by_two_stories_does_not_merge_them() -> None:
+    wrapped = [
+        DedupDoc(name, "\n".join(CHROME_TOP + paragraphs(seed(name)) + CHROME_BOTTOM), url=f"https://site.example/{name}")
+        for name in (B, C, D)
+    ]
+    assert len({a.story_id for a in fold_stories(wrapped)}) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Order, time window, history.
+
+
+def test_fold_stories_does_not_depend_on_input_order(seeds: list[DedupDoc]) -> None:
+    docs = seeds + [v for doc in seeds for v in reprints(doc).values()]
+    base = {a.doc_id: a for a in fold_stories(docs)}
+    rng = random.Random(11)
+    for _ in range(3):
+        shuffled = docs[:]
+        rng.shuffle(shuffled)
+        got = fold_stories(shuffled)
+        assert [a.doc_id for a in got] == [d.doc_id for d in shuffled]   # input order kept
+        assert {a.doc_id: a for a in got} == base
+
+
+def test_rewrites_are_looked_for_only_inside_the_window() -> None:
+    day = datetime(2025, 8, 5, 9, tzinfo=UTC)
+    near = fold_stories([seed(A, published=day), seed(A2, published=day + timedelta(days=1))])
+    far = fold_stories([seed(A, published=day), seed(A2, published=day + timedelta(days=10))])
+    assert near[0].story_id == near[1].story_id
+    assert far[0].story_id != far[1].story_id
+    wide = fold_stories([seed(A, published=day), seed(A2, published=day + timedelta(days=10))],
+                        DedupSettings(window_days=14))
+    assert wide[0].story_id == wide[1].story_id
+
+
+def test_dated_documents_are_folded_in_publication_order() -> None:
+    day = datetime(2025, 8, 5, 9, tzinfo=UTC)
+    got = {a.doc_id: a for a in fold_stories([seed(A, published=day), seed(A2, published=day - timedelta(hours=2))])}
+    assert got[A2].link == "original" and got[A].link == "rewrite"   # 001 came first
+    assert got[A].story_id == story_id_for(A2)
+
+
+def test_history_keeps_its_story_ids() -> None:
+    got = fold_stories([seed(A2)], history=[(seed(A), "s_from_store")])
+    assert got[0].story_id == "s_from_store" and got[0].link == "rewrite" and got[0].matched_doc_id == A
+
+
+def test_add_is_idempotent_per_doc_id() -> None:
+    index = StoryIndex()
+    first = index.add(seed(B))
+    assert index.add(seed(B)) == first
+    assert len(index) == 1
+
+
+def test_history_is_bounded_and_evicted_documents_are_forgotten() -> None:
+    index = StoryIndex(DedupSettings(max_history=3))
+    docs = [seed(name, url=f"https://example.com/{name}") for name in SEED_FILES]
+    for doc in docs:
+        index.add(doc)
+    assert len(index) == 3
+    # 000 and 001 were evicted: their URL and their text no longer make a copy.
+    again = index.add(DedupDoc("000-again", docs[0].text, url=docs[0].url))
+    assert again.link not in ("exact_copy", "near_copy")
+    assert again.matched_doc_id not in (A, A2)
+    assert len(index) == 3
+
+
+def test_index_pickles(seeds: list[DedupDoc]) -> None:
+    index = StoryIndex()
+    for doc in seeds[:2]:
+        index.add(doc)
+    clone = pickle.loads(pickle.dumps(index))
+    assert clone.add(seeds[2]) == index.add(seeds[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Scale: the cost of an add must not grow with a scan of everything indexed.
+
+
+def synthetic_stream(n: int, seed_value: int = 5) -> list[tuple[DedupDoc, int | None]]:
+    """n documents over a few days; every tenth reprints an earlier one (its index is returned)."""
+    rng = random.Random(seed_value)
+    vocabulary = top_n_list("en", 20_000)[200:]
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    out: list[tuple[DedupDoc, int | None]] = []
+    for i in range(n):
+        when = start + timedelta(minutes=5 * i)
+        if i % 10 == 9:
+            j = rng.randrange(max(0, i - 200), i)
+            source = out[j][0]
+            lines = source.text.splitlines()
+            text = "\n".join(lines[:-1] + ["Update: " + " ".join(rng.choices(vocabulary, k=15))])
+            out.append((DedupDoc(f"doc{i:05d}", text, url=f"https://site{i % 7}.example/{i}", published=when), j))
+            continue
+        lines = [" ".join(rng.choices(vocabulary, k=rng.randint(12, 25))) for _ in range(rng.randint(6, 14))]
+        out.append((DedupDoc(f"doc{i:05d}", "\n".join(lines), url=f"https://site{i % 7}.example/{i}", published=when), None))
+    return out
+
+
+@pytest.mark.slow
+def test_two_thousand_adds_complete_and_find_the_reprints() -> None:
+    stream = synthetic_stream(2_000)
+    index = StoryIndex()
+    assigned = [index.add(doc) for doc, _ in stream]
+    assert len(index) == 2_000
+    for (_, source), a in zip(stream, assigned, strict=True):
+        if source is None:
+            assert a.link == "original", a
+        else:
+            assert a.link == "near_copy" and a.story_id == assigned[source].story_id, a
+
+
+def test_eviction_under_a_stream_keeps_the_bound() -> None:
+    index = StoryIndex(DedupSettings(max_history=300))
+    for doc, _ in synthetic_stream(1_000, seed_value=9):
+        index.add(doc)
+    assert len(index) == 300
+
+
+# ---------------------------------------------------------------------------------------------
+# Real corpus: ECB+ (same story = different outlets' rewrites; hard negatives share the topic).
+
+
+@pytest.mark.corpus
+def test_ecbplus_bcubed_floor(corpora: Path) -> None:
+    docs, gold = [], {}
+    with open(corpora / "stories" / "ecbplus-dev.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            docs.append(DedupDoc(row["doc_id"], row["text"], title=row.get("title") or ""))
+            gold[row["doc_id"]] = row["story_id"]
+    predicted = {a.doc_id: a.story_id for a in fold_stories(docs)}
+    members: dict[str, set[str]] = {}
+    truth: dict[str, set[str]] = {}
+    for doc_id in gold:
+        members.setdefault(predicted[doc_id], set()).add(doc_id)
+        truth.setdefault(gold[doc_id], set()).add(doc_id)
+    precision = sum(len(members[predicted[d]] & truth[gold[d]]) / len(members[predicted[d]]) for d in gold) / len(gold)
+    recall = sum(len(members[predicted[d]] & truth[gold[d]]) / len(truth[gold[d]]) for d in gold) / len(gold)
+    f1 = 2 * precision * recall / (precision + recall)
+    assert f1 >= 0.90, (precision, recall, f1)
