@@ -9,9 +9,9 @@ daemon holds it open.
 from __future__ import annotations
 
 import json
-from email.header import decode_header, make_header
 import subprocess
 import sys
+from email.header import decode_header, make_header
 from pathlib import Path
 
 import pytest
