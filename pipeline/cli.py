@@ -54,6 +54,10 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # Beam's optional GCP module logs this on the root logger at import when the Google client
+    # libraries are absent; newsmon never uses them, so it is noise, not a warning.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda r: not r.getMessage().startswith("apitools not found"))
     if not verbose:
         # Beam and the HTTP stack are chatty at INFO; their warnings still show.
         for name in ("apache_beam", "httpx", "httpcore", "trafilatura", "htmldate"):
