@@ -96,7 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
-    return run_demo(data_dir=args.data_dir, keep=args.keep)
+    if args.sources:
+        raise ConfigError("the demo serves its own feeds from loopback; use `newsmon run --once --sources FILE` for yours")
+    return run_demo(data_dir=args.data_dir, keep=args.keep, config_path=args.config)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -239,7 +241,10 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     from pipeline.stages.dedup import DedupSettings, fold_stories
 
     docs = list(_docs(args.inp))
-    settings = DedupSettings(window_days=args.window_days) if args.window_days else DedupSettings()
+    window = args.window_days
+    if window is None and (args.config or args.sources):
+        window = _load_config(args).settings.pipeline.dedup_window_days
+    settings = DedupSettings(window_days=window) if window else DedupSettings()
     out = fold_stories(docs, settings)
     _write_jsonl(args.out, [{"id": a.doc_id, "story_id": a.story_id, "link": a.link} for a in out])
     stories = len({a.story_id for a in out})
@@ -369,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="offline end-to-end replay on bundled feeds served from loopback")
+    p.add_argument("--config", "-c", metavar="FILE", help="settings file: its alert channels and limits are used too "
+                   "(the feeds are always the demo's own, served from loopback)")
+    p.add_argument("--sources", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", metavar="DIR", help="store of the demo (default: ./newsmon-demo, recreated)")
     p.add_argument("--keep", action="store_true", help="keep an existing demo store instead of recreating it")
     p.add_argument("--verbose", "-v", action="store_true")
@@ -394,8 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dedup", help="fold JSON-lines documents into stories")
     p.add_argument("--in", dest="inp", required=True, metavar="DOCS.jsonl", help="records with id, text[, title, url, published, source]; - for stdin")
     p.add_argument("--out", required=True, metavar="STORIES.jsonl", help="one record per input: id, story_id, link; - for stdout")
-    p.add_argument("--window-days", type=float, help="time window for rewrites (default from settings)")
-    p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--window-days", type=float, help="time window for rewrites (default: the settings' pipeline.dedup_window_days)")
+    _common(p)
     p.set_defaults(func=cmd_dedup)
 
     p = sub.add_parser("match", help="match JSON-lines documents against the topics")

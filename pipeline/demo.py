@@ -156,7 +156,7 @@ class DemoServer:
         self.httpd.server_close()
 
 
-def run_demo(data_dir: str | None = None, keep: bool = False, out=None) -> int:
+def run_demo(data_dir: str | None = None, keep: bool = False, out=None, config_path: str | None = None) -> int:
     from pipeline import config as config_mod
     from pipeline.daemon import Daemon
 
@@ -172,7 +172,7 @@ def run_demo(data_dir: str | None = None, keep: bool = False, out=None) -> int:
         sources = ddir / "demo-sources.yaml"
         sources.write_text(server.sources_yaml(), encoding="utf-8")
         cfg = config_mod.load(
-            None,
+            config_path,
             sources_path=sources,
             data_dir=ddir,
             overrides={
