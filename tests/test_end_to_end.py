@@ -9,6 +9,7 @@ daemon holds it open.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from email.header import decode_header, make_header
@@ -69,8 +70,9 @@ def story_of(daemon: Daemon, slug: str) -> str:
     return rows[0][0]
 
 
-def test_feed_to_alert_end_to_end(world) -> None:
+def test_feed_to_alert_end_to_end(world, caplog: pytest.LogCaptureFixture) -> None:
     cfg, feeds, smtp, hook = world
+    caplog.set_level(logging.DEBUG)  # every logger, every level: no secret may appear anywhere
     daemon = Daemon(cfg)
     try:
         polled, batches, sent = daemon.run_once()
@@ -138,5 +140,10 @@ def test_feed_to_alert_end_to_end(world) -> None:
         )
         row = json.loads(out.stdout)
         assert row == {"articles": daemon.store.counts()["articles"], "alerts": len(pairs)}
+
+        # Decisions are logged, secrets never.
+        assert "feed_polled" in caplog.text and "batch_loaded" in caplog.text and "alert_sent" in caplog.text
+        ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("werkzeug", "mail.log")))
+        assert hook.SECRET not in ours and smtp.password not in ours  # (the test receivers log their own requests)
     finally:
         daemon.close()
