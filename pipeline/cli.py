@@ -11,6 +11,7 @@ the line and the fix).
     newsmon dedup --in --out        fold documents (JSON lines) into stories
     newsmon match --in --out        match documents (JSON lines) against the topics
     newsmon topics test|check|backtest   explain, verify and backtest topic definitions
+    newsmon eval dedup|topics       measure quality against the pinned floors
 """
 
 from __future__ import annotations
@@ -360,6 +361,29 @@ def cmd_topics_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- eval --------------------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Measure story folding or topic matching and check the pinned floors (quality/floors.json)."""
+    import time
+
+    from pipeline.evaluate import FLOORS, check_floors, default_corpora, evaluate_dedup, evaluate_topics, format_report
+
+    corpora = Path(args.corpora) if args.corpora else default_corpora()
+    t0 = time.monotonic()
+    if args.what == "dedup":
+        results = evaluate_dedup(corpora, fast=args.fast)
+    else:
+        cfg = _load_config(args)
+        results = evaluate_topics(corpora, Path(args.topics or cfg.topics_dir))
+    print(format_report(results))
+    failures = check_floors(results, FLOORS)
+    print("\n".join(["below floor:", *failures]) if failures else "all floors met")
+    print(f"({time.monotonic() - t0:.1f} s; corpora: {corpora or 'not found, corpus sections skipped'})", file=sys.stderr)
+    return 1 if failures else 0
+
+
 # --- main -------------------------------------------------------------------------------------------
 
 
@@ -413,6 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", metavar="DIR", help="topics directory (default: the settings' topics_dir)")
     p.add_argument("--all-levels", action="store_true", help="also emit mention-level matches")
     p.set_defaults(func=cmd_match)
+
+    p = sub.add_parser("eval", help="measure story folding or topic matching against the pinned floors")
+    _common(p)
+    p.add_argument("what", choices=("dedup", "topics"))
+    p.add_argument("--fast", action="store_true", help="dedup: seeds and reprints only (what CI gates quickly)")
+    p.add_argument("--corpora", metavar="DIR", help="corpora folder (default: $NEWSMON_CORPORA or ../shared/corpora)")
+    p.add_argument("--topics", metavar="DIR", help="topics directory (default: the settings' topics_dir)")
+    p.set_defaults(func=cmd_eval)
 
     topics = sub.add_parser("topics", help="test and backtest topic definitions").add_subparsers(dest="topics_command", required=True, metavar="VERB")
     p = topics.add_parser("test", help="explain the decision of one topic for one text")
