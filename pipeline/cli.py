@@ -368,7 +368,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Measure story folding or topic matching and check the pinned floors (quality/floors.json)."""
     import time
 
-    from pipeline.evaluate import FLOORS, check_floors, default_corpora, evaluate_dedup, evaluate_topics, format_report
+    from pipeline.evaluate import (
+        FLOORS,
+        check_floors,
+        default_corpora,
+        evaluate_dedup,
+        evaluate_topics,
+        format_report,
+    )
 
     corpora = Path(args.corpora) if args.corpora else default_corpora()
     t0 = time.monotonic()
