@@ -33,8 +33,9 @@ from pipeline.alert.notifiers.console import ConsoleNotifier
 from pipeline.alert.notifiers.email import EmailNotifier
 from pipeline.alert.notifiers.slack import SlackWebhookNotifier
 from pipeline.config import Config
+from pipeline.fetch.hosts import HostBackoff
 from pipeline.fetch.http import HttpClient, HttpSettings
-from pipeline.fetch.poll import is_due, poll_feed
+from pipeline.fetch.poll import DEFAULT_POLICY, PollPolicy, is_due, poll_feed
 from pipeline.flow import BatchOptions, run_batch
 from pipeline.metrics import Metrics, MetricsServer
 from pipeline.stages.dedup import DedupSettings
@@ -115,6 +116,8 @@ class Daemon:
         self.store = store or Store.open(config.data_dir)
         self.notifiers = list(notifiers) if notifiers is not None else build_notifiers(config)
         self.feed_client = HttpClient(http_settings(config, pages=False))
+        self.poll_policy: PollPolicy = DEFAULT_POLICY  # intervals, self-check, disabling
+        self.hosts = HostBackoff()  # hosts that answered 429/503 with Retry-After, until when
         self.topics = load_topics(config.topics_dir)  # fail at start, not in the first batch
         self.rng = random.Random()
         self._stop = threading.Event()
@@ -128,7 +131,12 @@ class Daemon:
     # -- jobs -----------------------------------------------------------------------------------
 
     def poll(self, *, force: bool = False) -> PollSummary:
-        """Poll the feeds that are due (all enabled feeds when `force`)."""
+        """Poll the feeds that are due (all enabled feeds when `force`).
+
+        Feeds on a host held by a 429/503 Retry-After are not fetched, forced or not: their next
+        poll moves to the host's not-before time (outcome "host_backoff", counted in `feeds` but
+        in none of ok/not_modified/unchanged/errors).
+        """
         now = self.clock()
         states = self.store.feed_states()
         due = [f for f in self.config.feeds if f.enabled and (force or is_due(states.get(f.id), now))]
@@ -138,7 +146,18 @@ class Daemon:
         workers = min(self.config.settings.fetch.workers, len(due))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
             futures = {
-                pool.submit(poll_feed, f, states.get(f.id), self.feed_client, now=now, rng=self.rng): f for f in due
+                pool.submit(
+                    poll_feed,
+                    f,
+                    states.get(f.id),
+                    self.feed_client,
+                    now=now,
+                    rng=self.rng,
+                    policy=self.poll_policy,
+                    hosts=self.hosts,
+                    known=self._known_items,
+                ): f
+                for f in due
             }
             for fut, source in futures.items():
                 res = fut.result()
@@ -160,14 +179,26 @@ class Daemon:
                 if res.outcome == "error":
                     summary.errors += 1
                     summary.errors_by_feed[source.id] = f"{res.error_kind}: {res.error}"
-                else:
+                elif hasattr(summary, res.outcome):
                     setattr(summary, res.outcome, getattr(summary, res.outcome) + 1)
+                if res.state.disabled and not (states.get(source.id) and states[source.id].disabled):
+                    log.warning("feed_disabled feed_id=%s error_kind=%s", source.id, res.error_kind)
                 log.info(
-                    "feed_polled feed_id=%s outcome=%s status=%s new_items=%d error_kind=%s",
+                    "feed_polled feed_id=%s outcome=%s status=%s new_items=%d error_kind=%s next_due=%s",
                     source.id, res.outcome, res.status, len(new), res.error_kind,
+                    res.state.next_due_at.isoformat() if res.state.next_due_at else None,
                 )
         self._update_queue_depth()
         return summary
+
+    def _known_items(self, item_ids: Sequence[str]) -> set[str]:
+        """Which of `item_ids` the spool already holds (the poller's new-item count)."""
+        if not item_ids:
+            return set()
+        _, rows = self.store.query(
+            "SELECT item_id FROM items WHERE item_id IN (SELECT unnest(?::VARCHAR[]))", [list(item_ids)]
+        )
+        return {r[0] for r in rows}
 
     def _update_queue_depth(self) -> None:
         self.metrics.queue_depth.set(

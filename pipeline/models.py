@@ -149,6 +149,16 @@ class FeedState:
     error_streak: int = 0
     next_due_at: datetime | None = None
     items_total: int = 0
+    # Politeness (migration 002). Rows written before it read these back as None: treat None
+    # as the default.
+    validators_trusted: bool = True       # False once a 304 was caught hiding changed content
+    not_modified_count: int = 0           # 304s since the last unconditional fetch
+    last_full_fetch_at: datetime | None = None  # last unconditional 200 (the self-check baseline)
+    interval_minutes: float | None = None  # the adapted poll interval now in force
+    feed_hint_minutes: float | None = None  # RSS ttl / sy:updatePeriod of the last parsed body
+    idle_polls: int = 0                   # successful polls in a row without new items (decays)
+    permanent_streak: int = 0             # permanent errors since the last success
+    disabled: bool = False                # too many permanent errors: retried once a day
 
 
 # ---------------------------------------------------------------------------------------------

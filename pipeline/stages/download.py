@@ -1,9 +1,14 @@
 """DownloadPages: a feed item -> its article page (`Page`), through the shared hardened client.
 
 Consumes `FeedItem`; emits `Page`. A failed download is still a `Page`, with `error` and
-`error_kind` set ("refused" when the address guard or scheme check said no, else
-"download_failed"), so the item gets a disposition instead of vanishing. Transient failures are
-retried a few times with backoff inside the stage (honouring Retry-After up to a cap).
+`error_kind` set ("refused" when the address guard or scheme check said no, or when the site's
+robots.txt disallows the page — then `error` is "robots.txt" — else "download_failed"), so the
+item gets a disposition instead of vanishing. Transient failures are retried a few times with
+backoff inside the stage (honouring Retry-After up to a cap).
+
+robots.txt is honoured for every item except those whose `feed_id` is in `robots_opt_out` (the
+sources with `robots_txt: false`); it is fetched through the same client and cached per host
+(`pipeline.fetch.robots.RobotsCache`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import apache_beam as beam
 
 from pipeline.errors import FetchError, PermanentFetchError, TransientFetchError
 from pipeline.fetch.http import HttpClient, HttpSettings
+from pipeline.fetch.robots import RobotsCache
 from pipeline.models import FeedItem, Page
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -29,8 +35,15 @@ def download_page(
     backoff: float = 1.0,
     max_wait: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    robots: RobotsCache | None = None,
 ) -> Page:
-    """Pure except for the injected client: fetch the item's URL as HTML."""
+    """Pure except for the injected client: fetch the item's URL as HTML.
+
+    With `robots`, a page its site's robots.txt disallows is not requested: the Page comes back
+    with error_kind "refused" and error "robots.txt".
+    """
+    if robots is not None and not robots.allowed(item.url):
+        return Page(item, item.url, 0, "", error="robots.txt", error_kind="refused")
     last: FetchError | None = None
     for attempt in range(attempts):
         try:
@@ -50,20 +63,30 @@ def download_page(
 class _DownloadFn(beam.DoFn):
     """Downloads a batch of items on a thread pool; the client enforces per-host limits."""
 
-    def __init__(self, settings: HttpSettings, workers: int) -> None:
+    def __init__(self, settings: HttpSettings, workers: int, robots_opt_out: frozenset[str] = frozenset(),
+                 honour_robots: bool = True) -> None:
         self.settings = settings
         self.workers = workers
+        self.robots_opt_out = frozenset(robots_opt_out)
+        self.honour_robots = honour_robots
         self.client: HttpClient | None = None
+        self.robots: RobotsCache | None = None
         self.pool: ThreadPoolExecutor | None = None
 
     def setup(self) -> None:
         self.client = HttpClient(self.settings)
+        self.robots = RobotsCache(self.client) if self.honour_robots else None
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="download")
 
     def process(self, batch: list[FeedItem]):
         assert self.client is not None and self.pool is not None
         client = self.client
-        yield from self.pool.map(lambda it: download_page(it, client), batch)
+        robots, opt_out = self.robots, self.robots_opt_out
+
+        def one(it: FeedItem) -> Page:
+            return download_page(it, client, robots=None if it.feed_id in opt_out else robots)
+
+        yield from self.pool.map(one, batch)
 
     def teardown(self) -> None:
         if self.pool is not None:
@@ -73,12 +96,26 @@ class _DownloadFn(beam.DoFn):
 
 
 class DownloadPages(beam.PTransform):
-    """FeedItems -> Pages. The HTTP client is created once per worker, in setup()."""
+    """FeedItems -> Pages. The HTTP client (and its robots.txt cache) is created once per worker,
+    in setup().
 
-    def __init__(self, settings: HttpSettings, workers: int = 8) -> None:
+    `robots_opt_out`: feed ids whose pages are fetched without consulting robots.txt (sources
+    with `robots_txt: false`). `honour_robots=False` skips robots.txt for every feed.
+    """
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        workers: int = 8,
+        *,
+        robots_opt_out: frozenset[str] | set[str] = frozenset(),
+        honour_robots: bool = True,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.workers = workers
+        self.robots_opt_out = frozenset(robots_opt_out)
+        self.honour_robots = honour_robots
 
     def expand(self, items):
         # Reshuffle spreads the downloads over workers on runners that fuse stages; batches let
@@ -87,5 +124,7 @@ class DownloadPages(beam.PTransform):
             items
             | "Spread" >> beam.Reshuffle()
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4 * self.workers)
-            | "Download" >> beam.ParDo(_DownloadFn(self.settings, self.workers))
+            | "Download" >> beam.ParDo(
+                _DownloadFn(self.settings, self.workers, self.robots_opt_out, self.honour_robots)
+            )
         )
