@@ -77,6 +77,21 @@ class FetchConfig(_Strict):
     per_host_concurrency: int = Field(default=2, ge=1)
     per_host_min_gap_seconds: float = Field(default=1.0, ge=0)
     workers: int = Field(default=8, ge=1, le=128)
+    # Polling politeness (pipeline/fetch/poll.py PollPolicy): the interval adapts between these
+    # bounds; server hints (ttl, Cache-Control, Expires) may only slow a feed down.
+    min_interval_minutes: float = Field(default=5, gt=0)
+    max_interval_minutes: float = Field(default=360, gt=0)
+    max_hint_interval_minutes: float = Field(default=1440, gt=0)
+    interval_jitter: float = Field(default=0.15, ge=0, le=1)
+    idle_grace_polls: int = Field(default=3, ge=0)
+    idle_backoff_factor: float = Field(default=1.5, ge=1)
+    validator_check_every: int = Field(default=10, ge=1)  # every K-th 304 is checked unconditionally
+    validator_check_max_age_hours: float = Field(default=24, gt=0)
+    disable_after_permanent_errors: int = Field(default=5, ge=1)
+    disabled_retry_hours: float = Field(default=24, gt=0)
+    max_retry_after_hours: float = Field(default=24, gt=0)
+    robots_txt: bool = True  # honour robots.txt for article pages (per feed: robots_txt in sources.yaml)
+    robots_ttl_hours: float = Field(default=24, gt=0)
 
 
 class PipelineConfig(_Strict):

@@ -35,7 +35,7 @@ from pipeline.alert.notifiers.slack import SlackWebhookNotifier
 from pipeline.config import Config
 from pipeline.fetch.hosts import HostBackoff
 from pipeline.fetch.http import HttpClient, HttpSettings
-from pipeline.fetch.poll import DEFAULT_POLICY, PollPolicy, is_due, poll_feed
+from pipeline.fetch.poll import PollPolicy, is_due, poll_feed
 from pipeline.flow import BatchOptions, run_batch
 from pipeline.metrics import Metrics, MetricsServer
 from pipeline.stages.dedup import DedupSettings
@@ -55,6 +55,7 @@ class PollSummary:
     ok: int = 0
     not_modified: int = 0
     unchanged: int = 0
+    host_backoff: int = 0  # skipped: their host asked us to wait (429/503 with Retry-After)
     errors: int = 0
     new_items: int = 0
     errors_by_feed: dict[str, str] = field(default_factory=dict)
@@ -71,6 +72,23 @@ def http_settings(config: Config, *, pages: bool) -> HttpSettings:
         allow_private_addresses=f.allow_private_addresses,
         per_host_concurrency=f.per_host_concurrency,
         per_host_min_gap=f.per_host_min_gap_seconds,
+    )
+
+
+def poll_policy(config: Config) -> PollPolicy:
+    f = config.settings.fetch
+    return PollPolicy(
+        min_interval=timedelta(minutes=f.min_interval_minutes),
+        max_interval=timedelta(minutes=f.max_interval_minutes),
+        max_hint_interval=timedelta(minutes=f.max_hint_interval_minutes),
+        jitter=f.interval_jitter,
+        idle_grace=f.idle_grace_polls,
+        idle_factor=f.idle_backoff_factor,
+        self_check_every=f.validator_check_every,
+        self_check_max_age=timedelta(hours=f.validator_check_max_age_hours),
+        disable_after=f.disable_after_permanent_errors,
+        disabled_retry=timedelta(hours=f.disabled_retry_hours),
+        max_retry_after=timedelta(hours=f.max_retry_after_hours),
     )
 
 
@@ -116,7 +134,7 @@ class Daemon:
         self.store = store or Store.open(config.data_dir)
         self.notifiers = list(notifiers) if notifiers is not None else build_notifiers(config)
         self.feed_client = HttpClient(http_settings(config, pages=False))
-        self.poll_policy: PollPolicy = DEFAULT_POLICY  # intervals, self-check, disabling
+        self.poll_policy: PollPolicy = poll_policy(config)  # intervals, self-check, disabling
         self.hosts = HostBackoff()  # hosts that answered 429/503 with Retry-After, until when
         self.topics = load_topics(config.topics_dir)  # fail at start, not in the first batch
         self.rng = random.Random()
@@ -179,7 +197,7 @@ class Daemon:
                 if res.outcome == "error":
                     summary.errors += 1
                     summary.errors_by_feed[source.id] = f"{res.error_kind}: {res.error}"
-                elif hasattr(summary, res.outcome):
+                else:
                     setattr(summary, res.outcome, getattr(summary, res.outcome) + 1)
                 if res.state.disabled and not (states.get(source.id) and states[source.id].disabled):
                     log.warning("feed_disabled feed_id=%s error_kind=%s", source.id, res.error_kind)
@@ -223,6 +241,8 @@ class Daemon:
             dedup=DedupSettings(window_days=p.dedup_window_days),
             runner=p.runner,
             beam_args=tuple(p.beam_args),
+            honour_robots=self.config.settings.fetch.robots_txt,
+            robots_opt_out=frozenset(f.id for f in self.config.feeds if not f.robots_txt),
         )
         out_dir = self.config.data_dir / "batches" / batch_id
         t0 = time.monotonic()

@@ -44,6 +44,8 @@ class BatchOptions:
     dedup: DedupSettings = field(default_factory=DedupSettings)
     runner: str = "FnApiRunner"
     beam_args: tuple[str, ...] = ()
+    honour_robots: bool = True
+    robots_opt_out: frozenset[str] = frozenset()  # feed ids whose pages ignore robots.txt
 
 
 def failed_download(page: Page) -> ItemResult:
@@ -59,7 +61,9 @@ def build(
 ):
     """Wire the graph on `p`; returns the PCollection of ItemResults."""
     items_pc = p | "ReadSpool" >> beam.Create(list(items))
-    pages = items_pc | "DownloadPages" >> DownloadPages(opts.http, opts.download_workers)
+    pages = items_pc | "DownloadPages" >> DownloadPages(
+        opts.http, opts.download_workers, robots_opt_out=opts.robots_opt_out, honour_robots=opts.honour_robots
+    )
     return process_pages(p, pages, history, opts)
 
 
