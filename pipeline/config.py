@@ -91,7 +91,6 @@ class FetchConfig(_Strict):
     disabled_retry_hours: float = Field(default=24, gt=0)
     max_retry_after_hours: float = Field(default=24, gt=0)
     robots_txt: bool = True  # honour robots.txt for article pages (per feed: robots_txt in sources.yaml)
-    robots_ttl_hours: float = Field(default=24, gt=0)
 
 
 class PipelineConfig(_Strict):
