@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ class Store:
                 f"no newsmon store at {data_dir} (catalog.sqlite missing); run `newsmon run --once` "
                 "or `newsmon demo` first, or pass the right --data-dir"
             )
+        if read_only:
+            _recover_catalog(data_dir / "catalog.sqlite")
         con = connect(data_dir, read_only=read_only)
         store = cls(con, data_dir, read_only)
         if not read_only:
@@ -496,6 +499,25 @@ def _alert_payload(art: Any, story_id: str, m: Any, description: str, now: datet
         "outlets": [art.sitename or art.feed_id],
         "created_at": now.isoformat(),
     }
+
+
+def _recover_catalog(catalog: Path) -> None:
+    """Roll back a catalog transaction that a killed writer left behind, before a read-only open.
+
+    A writer killed during a commit leaves a "hot" rollback journal next to the SQLite catalog.
+    SQLite rolls it back on the next read, but only through a connection that may write: a
+    read-only attach fails with "attempt to write a readonly database" until the daemon starts
+    again. A plain read through a read-write connection performs that rollback. SQLite's locks
+    decide whether a journal is hot, so a live writer's journal is never touched. Without write
+    permission nothing happens here and the attach reports the problem.
+    """
+    if not Path(f"{catalog}-journal").exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{catalog.resolve().as_uri()}?mode=rw", uri=True, timeout=30)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        pass
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
