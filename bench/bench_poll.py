@@ -12,9 +12,9 @@ Mix (after the first cycle, where every feed is new): 80 % answer 304 (honest ET
 the same body again without validators (a 200 skipped by the body hash), 10 % publish a new item
 before every cycle. The daemon's clock is injected and moves 8 h per cycle so every feed is due.
 Per cycle it prints wall time, the part of it spent committing to the store (one
-`Store.record_poll` transaction per feed, on the daemon's thread while the workers fetch), CPU
+`Store.record_polls` transaction per chunk of completed polls, on the daemon's thread while the workers fetch), CPU
 per feed (time.process_time of this process: poller, parser and store, DuckDB's threads
-included), the committing thread's CPU per feed (time.thread_time around record_poll), the
+included), the committing thread's CPU per feed (time.thread_time around record_polls), the
 requests the server saw, and the share of fetches answered by 304 or the hash skip.
 """
 
@@ -102,18 +102,18 @@ def main() -> None:
         daemon = Daemon(cfg, clock=lambda: now[0], notifiers=[])
         store_seconds = [0.0, 0.0]  # wall, CPU of the committing thread
         outcomes: Counter[str] = Counter()
-        record = daemon.store.record_poll
+        record = daemon.store.record_polls
 
-        def timed_record(state, **kw):
+        def timed_record(polls):
             t, c = time.perf_counter(), time.thread_time()
             try:
-                return record(state, **kw)
+                return record(polls)
             finally:
                 store_seconds[0] += time.perf_counter() - t
                 store_seconds[1] += time.thread_time() - c
-                outcomes[kw["outcome"]] += 1
+                outcomes.update(p.outcome for p in polls)
 
-        daemon.store.record_poll = timed_record  # type: ignore[method-assign]
+        daemon.store.record_polls = timed_record  # type: ignore[method-assign]
         print(f"{args.feeds} feeds on {args.hosts} loopback hosts, {args.workers} workers, "
               f"per-host concurrency {cfg.settings.fetch.per_host_concurrency}")
         print("cycle  wall_s  store_s  cpu_ms/feed  store_cpu_ms/feed  requests  304  unchanged  ok  errors  304+skip")

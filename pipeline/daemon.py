@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -32,17 +32,20 @@ from pipeline.alert.notifiers import Notifier
 from pipeline.alert.notifiers.console import ConsoleNotifier
 from pipeline.alert.notifiers.email import EmailNotifier
 from pipeline.alert.notifiers.slack import SlackWebhookNotifier
-from pipeline.config import Config
+from pipeline.config import Config, Source
 from pipeline.fetch.hosts import HostBackoff
 from pipeline.fetch.http import HttpClient, HttpSettings
-from pipeline.fetch.poll import PollPolicy, is_due, poll_feed
+from pipeline.fetch.poll import PollPolicy, PollResult, is_due, poll_feed
 from pipeline.flow import BatchOptions, run_batch
 from pipeline.metrics import Metrics, MetricsServer
+from pipeline.models import FeedState
 from pipeline.stages.dedup import DedupSettings
 from pipeline.stages.topics import load_topics
-from pipeline.store import BatchSummary, Store
+from pipeline.store import BatchSummary, PollRecord, Store
 
 log = logging.getLogger("newsmon.daemon")
+
+COMMIT_CHUNK = 100  # polls committed per store transaction
 
 
 def utcnow() -> datetime:
@@ -177,37 +180,48 @@ class Daemon:
                 ): f
                 for f in due
             }
-            for fut, source in futures.items():
-                res = fut.result()
-                new = self.store.record_poll(
-                    res.state,
-                    fetched_at=now,
-                    outcome=res.outcome,
-                    status=res.status,
-                    error_kind=res.error_kind,
-                    error=res.error,
-                    duration_ms=res.duration_ms,
-                    items=res.items,
-                )
-                summary.new_items += len(new)
-                self.metrics.fetches.labels(res.outcome).inc()
-                self.metrics.new_items.inc(len(new))
-                if res.error_kind:
-                    self.metrics.fetch_errors.labels(res.error_kind).inc()
-                if res.outcome == "error":
-                    summary.errors += 1
-                    summary.errors_by_feed[source.id] = f"{res.error_kind}: {res.error}"
-                else:
-                    setattr(summary, res.outcome, getattr(summary, res.outcome) + 1)
-                if res.state.disabled and not (states.get(source.id) and states[source.id].disabled):
-                    log.warning("feed_disabled feed_id=%s error_kind=%s", source.id, res.error_kind)
-                log.info(
-                    "feed_polled feed_id=%s outcome=%s status=%s new_items=%d error_kind=%s next_due=%s",
-                    source.id, res.outcome, res.status, len(new), res.error_kind,
-                    res.state.next_due_at.isoformat() if res.state.next_due_at else None,
-                )
+            pending: list[tuple[Source, PollResult]] = []
+            for fut in as_completed(futures):
+                pending.append((futures[fut], fut.result()))
+                # Commit in chunks as polls complete: few DuckLake transactions per cycle, and
+                # what was fetched is durable soon after (a crash re-polls the rest).
+                if len(pending) >= COMMIT_CHUNK:
+                    self._commit_polls(pending, now, states, summary)
+                    pending = []
+            self._commit_polls(pending, now, states, summary)
         self._update_queue_depth()
         return summary
+
+    def _commit_polls(
+        self, done: list[tuple[Source, PollResult]], now: datetime, states: dict[str, FeedState], summary: PollSummary
+    ) -> None:
+        if not done:
+            return
+        new_by_feed = self.store.record_polls(
+            [
+                PollRecord(res.state, now, res.outcome, res.status, res.error_kind, res.error, res.duration_ms, tuple(res.items))
+                for _, res in done
+            ]
+        )
+        for source, res in done:
+            n_new = len(new_by_feed.get(source.id, ()))
+            summary.new_items += n_new
+            self.metrics.fetches.labels(res.outcome).inc()
+            self.metrics.new_items.inc(n_new)
+            if res.error_kind:
+                self.metrics.fetch_errors.labels(res.error_kind).inc()
+            if res.outcome == "error":
+                summary.errors += 1
+                summary.errors_by_feed[source.id] = f"{res.error_kind}: {res.error}"
+            else:
+                setattr(summary, res.outcome, getattr(summary, res.outcome) + 1)
+            if res.state.disabled and not (states.get(source.id) and states[source.id].disabled):
+                log.warning("feed_disabled feed_id=%s error_kind=%s", source.id, res.error_kind)
+            log.info(
+                "feed_polled feed_id=%s outcome=%s status=%s new_items=%d error_kind=%s next_due=%s",
+                source.id, res.outcome, res.status, n_new, res.error_kind,
+                res.state.next_due_at.isoformat() if res.state.next_due_at else None,
+            )
 
     def _known_items(self, item_ids: Sequence[str]) -> set[str]:
         """Which of `item_ids` the spool already holds (the poller's new-item count)."""

@@ -121,3 +121,21 @@ def test_reader_on_a_missing_store_says_what_to_do(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="newsmon demo"):
         Store.open(tmp_path / "nothing", read_only=True)
+
+
+def test_record_polls_commits_a_chunk_of_feeds_in_one_transaction(store: Store) -> None:
+    from pipeline.store import PollRecord
+
+    polls = [
+        PollRecord(FeedState("f1"), NOW, "ok", 200, None, None, 1.0, (item(1, "f1"), item(2, "f1"))),
+        PollRecord(FeedState("f2"), NOW, "ok", 200, None, None, 1.0, (item(2, "f2"), item(3, "f2"))),
+        PollRecord(FeedState("f3", error_streak=1), NOW, "error", 503, "http_5xx", "503", 1.0),
+    ]
+    new = store.record_polls(polls)
+    # i2 is the same item id in both feeds here: the first poll that brought it owns it.
+    assert {k: [i.item_id for i in v] for k, v in new.items()} == {"f1": ["i1", "i2"], "f2": ["i3"], "f3": []}
+    states = store.feed_states()
+    assert (states["f1"].items_total, states["f2"].items_total, states["f3"].error_streak) == (2, 1, 1)
+    _, rows = store.query("SELECT feed_id, new_items FROM fetch_log ORDER BY feed_id")
+    assert rows == [("f1", 2), ("f2", 1), ("f3", 0)]
+    assert store.scalar("SELECT count(*) FROM feed_state") == 3
