@@ -252,7 +252,9 @@ class Daemon:
             http=http_settings(self.config, pages=True),
             download_workers=self.config.settings.fetch.workers,
             min_text_chars=p.min_text_chars,
-            dedup=DedupSettings(window_days=p.dedup_window_days),
+            # The index keeps what the history window loads and evicts beyond it, so its memory
+            # stays bounded by dedup_history_days however long the daemon runs.
+            dedup=DedupSettings(window_days=p.dedup_window_days, retention_days=p.dedup_history_days),
             runner=p.runner,
             beam_args=tuple(p.beam_args),
             honour_robots=self.config.settings.fetch.robots_txt,

@@ -34,15 +34,25 @@ clock). `fold_stories` observes the whole batch first and adds it sorted by (pub
 so its result does not depend on the input order. The module is pure Python (no Beam, no
 database): the Beam stage and ``newsmon dedup`` share it.
 
-Cost: the work per add is bounded by the candidate limits of `DedupSettings` (about 5-10 ms on
-one core, flat as the index grows). The index keeps at most `max_history` documents, evicting the
-oldest; a news article of ~500 words takes roughly 50-70 kB (its terms, shingles, LSH bands and
-its share of the IDF statistics), so 100,000 documents need several GB.
+Cost: the work per add is bounded by the candidate limits of `DedupSettings`, never a scan of the
+index: near-copy candidates come from a banded MinHash LSH (at most `max_copy_candidates`, the
+newest first), rewrite candidates from postings of each document's rarest words and names,
+restricted to its window (terms in more than `max_term_docs` documents of the window are no
+evidence, at most `max_candidates` documents and `max_candidate_stories` stories are scored).
+bench/bench_dedup_scale.py measures it with 1,000 and 100,000 stored articles.
+
+Retention: the index keeps at most `max_history` documents, evicting the first added, and, with
+`retention_days`, none published that long before the newest one; an evicted document leaves
+every structure (URL and text tables, LSH bands, postings, story members, term and line
+statistics, cached vectors). Shingles are kept as sorted 32-bit hashes and words, names and lead
+terms are interned; a news article of ~500 words still takes ~50-75 kB, most of it its word
+pairs and their document frequencies, so the bound is what caps memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import re
 import sys
@@ -50,15 +60,16 @@ import unicodedata
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import islice
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from courlan import normalize_url, scrub_url
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHashLSH
 from rapidfuzz import fuzz
-from wordfreq import zipf_frequency
+from wordfreq import get_frequency_dict, zipf_frequency
 
 from pipeline.models import DedupDoc, StoryAssignment
 
@@ -104,11 +115,15 @@ class DedupSettings:
     salient_terms: int = 30               # terms per document in the rewrite candidate index
     min_shared_salient: int = 2           # salient terms a candidate document must share
     max_postings_scan: int = 2_000        # newest documents scanned per salient term
+    max_term_docs: int = 300              # a term in more documents of the window is no candidate evidence
     max_candidates: int = 100             # candidate documents kept per add (most terms shared)
     max_candidate_stories: int = 20       # stories scored per add
     max_story_sample: int = 20            # newest distinct members a document is averaged against
     vector_cache_size: int = 5_000        # weighted vectors kept between adds
-    max_history: int = 100_000            # documents kept in the index (oldest evicted)
+    max_copy_candidates: int = 50         # LSH candidates (newest first) whose containment is computed
+    # retention: what the index keeps, and so its memory (~50-75 kB per stored article of ~500 words)
+    max_history: int = 100_000            # documents kept in the index (the first added evicted first)
+    retention_days: float | None = None   # documents published this long before the newest one go
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,8 +149,12 @@ def _unify(text: str) -> str:
 
 def normalise_text(text: str) -> str:
     """Lowercase, NFKC, punctuation removed, whitespace collapsed: the form exact copies share."""
-    text = _unify(text).lower()
-    return _SPACES.sub(" ", _NON_WORD.sub(" ", text)).strip()
+    return _normal_unified(_unify(text))
+
+
+def _normal_unified(text: str) -> str:
+    """`normalise_text` of a text that `_unify` has seen already."""
+    return _SPACES.sub(" ", _NON_WORD.sub(" ", text.lower())).strip()
 
 
 def text_hash(text: str) -> str:
@@ -215,8 +234,19 @@ _COMMON_OPENER_ZIPF = 4.5   # a capitalised word this common that opens a senten
 _TERM_SPACES = ("w:", "n:", "p:", "l:")
 
 
+@lru_cache(maxsize=1)
+def _english_words() -> tuple[frozenset[str], float]:
+    """The words wordfreq knows, and the Zipf frequency it gives a word it does not know."""
+    return frozenset(get_frequency_dict("en")), zipf_frequency("qxzqxzqxzqxz", "en")
+
+
 @lru_cache(maxsize=300_000)
 def _zipf(word: str) -> float:
+    known, unknown = _english_words()
+    # A lowercase ASCII word is its own single token: when wordfreq does not list it (a name, a
+    # rare word) the answer is known without its tokenizer, the costly part of a lookup.
+    if word not in known and word.isascii() and word.isalpha() and word.islower():
+        return unknown
     return zipf_frequency(word, "en")
 
 
@@ -238,42 +268,91 @@ def _hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def _line_terms(line: str, stop_zipf: float, terms: set[str]) -> None:
+@lru_cache(maxsize=300_000)
+def _token_info(token: str, stop_zipf: float) -> tuple[str | None, bool, str | None, str | None]:
+    """(name term, whether a sentence opener that common is no name, content stem, its "w:" term).
+
+    The terms are interned: documents share one copy of each.
+    """
+    lower = token.lower()
+    zipf = _zipf(lower)
+    name = sys.intern("n:" + lower) if token[0].isupper() and len(token) > 1 else None
+    stem = sys.intern(_stem(lower)) if len(lower) > 2 and zipf < stop_zipf else None
+    return name, zipf >= _COMMON_OPENER_ZIPF, stem, None if stem is None else sys.intern("w:" + stem)
+
+
+@lru_cache(maxsize=300_000)
+def _lead_term(term: str) -> str:
+    return sys.intern("l:" + term)
+
+
+def _line_terms(line: str, stop_zipf: float) -> frozenset[str]:
+    """The "w:", "n:" and "p:" terms of one line."""
+    terms: set[str] = set()
     previous_end = 0
     content: list[str] = []
     for match in _TOKEN.finditer(line):
         token = match.group()
-        opens_sentence = previous_end == 0 or not _SENTENCE_END.isdisjoint(line[previous_end : match.start()])
+        start = match.start()
+        opens_sentence = previous_end == 0 or not _SENTENCE_END.isdisjoint(line[previous_end:start])
         previous_end = match.end()
         if token[0].isdigit():
             terms.add("n:#" + token.replace(",", ""))
             continue
-        lower = token.lower()
-        if token[0].isupper() and len(token) > 1 and not (opens_sentence and _zipf(lower) >= _COMMON_OPENER_ZIPF):
-            terms.add("n:" + lower)
-        if len(lower) > 2 and _zipf(lower) < stop_zipf:
-            content.append(_stem(lower))
-    terms.update("w:" + word for word in content)
+        name, common_opener, stem, word = _token_info(token, stop_zipf)
+        if name is not None and not (opens_sentence and common_opener):
+            terms.add(name)
+        if stem is not None:
+            content.append(stem)
+            terms.add(word)
     terms.update(f"p:{first}_{second}" for first, second in zip(content, content[1:], strict=False))
+    return frozenset(terms)
+
+
+class _LineTerms:
+    """Terms of the lines of one document, each line cut once, however many term sets use it."""
+
+    def __init__(self, title: str, body: list[str], settings: DedupSettings) -> None:
+        self.settings = settings
+        self.title = title
+        self.body = body
+        self._lines: dict[int, frozenset[str]] = {}
+        self._title: frozenset[str] | None = None
+
+    def line(self, n: int) -> frozenset[str]:
+        got = self._lines.get(n)
+        if got is None:
+            got = self._lines[n] = _line_terms(self.body[n], self.settings.stop_zipf)
+        return got
+
+    def title_terms(self) -> frozenset[str]:
+        if self._title is None:
+            self._title = _line_terms(self.title, self.settings.stop_zipf)
+        return self._title
+
+    def terms(self, lines: list[int]) -> set[str]:
+        """The terms of the title and the body lines `lines`, plus "l:" copies of those of the lead.
+
+        Binary: a rewrite states a fact once, however often its source repeated it.
+        """
+        terms: set[str] = set()
+        for n in lines:
+            terms |= self.line(n)
+        lead = lines[: self.settings.lead_lines]
+        lead_terms: set[str] = set()
+        for n in lead:
+            lead_terms |= self.line(n)
+        title = self.title
+        if title and (not lines or normalise_text(title) != normalise_text(self.body[lines[0]])):
+            terms |= self.title_terms()
+            lead_terms |= self.title_terms()
+        terms.update(_lead_term(t) for t in lead_terms if not t.startswith("p:"))
+        return terms
 
 
 def _terms(title: str, lines: list[str], settings: DedupSettings) -> set[str]:
-    """The terms of the title and `lines`, plus "l:" copies of those of the lead.
-
-    Binary: a rewrite states a fact once, however often its source repeated it.
-    """
-    terms: set[str] = set()
-    for line in lines:
-        _line_terms(line, settings.stop_zipf, terms)
-    lead = lines[: settings.lead_lines]
-    if title and (not lines or normalise_text(title) != normalise_text(lines[0])):
-        lead = [title, *lead]
-        _line_terms(title, settings.stop_zipf, terms)
-    lead_terms: set[str] = set()
-    for line in lead:
-        _line_terms(line, settings.stop_zipf, lead_terms)
-    terms.update("l:" + t for t in lead_terms if not t.startswith("p:"))
-    return terms
+    """The terms of the title and `lines`, plus "l:" copies of those of the lead."""
+    return _LineTerms(title, lines, settings).terms(list(range(len(lines))))
 
 
 def _background_df(term: str, prior_docs: float, doc_length: float) -> float:
@@ -302,34 +381,148 @@ class _Text:
     title: str
     body: list[str]               # lines of at least min_line_words words (all lines if none is)
     line_hashes: tuple[int, ...]  # one per body line
-    shingles: np.ndarray          # sorted unique uint64 hashes of word n-grams
+    shingles: np.ndarray          # sorted unique uint32 hashes of word n-grams
     url: str
     text_hash: str                # "" for an empty text, which copies nothing
 
 
+@lru_cache(maxsize=500_000)
+def _token_hash(token: str) -> int:
+    return _hash64(token)
+
+
+_GRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_MIX_MULTIPLIER = np.uint64(0xFF51AFD7ED558CCD)
+
+
+def _shingle_hashes(tokens: list[str], size: int) -> np.ndarray:
+    """Sorted unique 32-bit hashes of the word `size`-grams (one gram for a shorter text).
+
+    Each token is hashed once; a gram's hash combines its tokens' hashes by position
+    (multiply-add modulo 2**64), then the bits are mixed and the top 32 kept. 32 bits are plenty:
+    two documents of 1,000 shingles share a false one with probability ~2e-4.
+    """
+    if not tokens:
+        return np.zeros(0, dtype=np.uint32)
+    words = np.fromiter((_token_hash(t) for t in tokens), dtype=np.uint64, count=len(tokens))
+    count = max(1, len(tokens) - size + 1)
+    gram = np.zeros(count, dtype=np.uint64)
+    for offset in range(min(size, len(tokens))):
+        gram = gram * _GRAM_MULTIPLIER + words[offset : offset + count]
+    gram ^= gram >> np.uint64(33)
+    gram *= _MIX_MULTIPLIER
+    gram ^= gram >> np.uint64(33)
+    return np.unique((gram >> np.uint64(32)).astype(np.uint32))
+
+
 def _cut(doc: DedupDoc, settings: DedupSettings) -> _Text:
-    lines = [line.strip() for line in _unify(doc.text).splitlines() if line.strip()]
+    unified = _unify(doc.text)
+    lines = [line.strip() for line in unified.splitlines() if line.strip()]
     # Short lines are chrome ("Connect with us", app badges) or subheads.
     body = [line for line in lines if len(line.split()) >= settings.min_line_words] or lines
-    tokens = normalise_text(" ".join(body)).split()
-    size = settings.shingle_size
-    grams = [" ".join(tokens[i : i + size]) for i in range(max(1, len(tokens) - size + 1))] if tokens else []
+    normal_lines = [_normal_unified(line) for line in body]
+    tokens = " ".join(normal_lines).split()
+    normal = _normal_unified(unified)
     return _Text(
         title=_unify(doc.title).strip(),
         body=body,
-        line_hashes=tuple(_hash64(normalise_text(line)) for line in body),
-        shingles=np.unique(np.array([_hash64(g) for g in grams], dtype=np.uint64)),
+        line_hashes=tuple(_hash64(line) for line in normal_lines),
+        shingles=_shingle_hashes(tokens, settings.shingle_size),
         url=canonical_url(doc.url),
-        text_hash=text_hash(doc.text) if normalise_text(doc.text) else "",
+        text_hash=hashlib.sha1(normal.encode("utf-8")).hexdigest() if normal else "",
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # Rungs 1-3: copies.
 
+_MERSENNE_PRIME = np.uint64((1 << 61) - 1)
+_MAX_HASH32 = np.uint64((1 << 32) - 1)
 
-def _identity_hash(value: int) -> int:
-    return value
+
+class _MinHashLSH:
+    """Banded MinHash over 32-bit shingle hashes, kept lean: one dict entry per (document, band).
+
+    The permutations are drawn once from a fixed seed; the bands and rows per band are those
+    datasketch picks for the threshold (false positives and negatives weighed equally). A band
+    is filed under a 64-bit digest of its rows and its number; a digest collision only proposes
+    a candidate, which the exact containment then judges.
+    """
+
+    def __init__(self, threshold: float, num_perm: int) -> None:
+        probe = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.bands, self.rows = probe.b, probe.r
+        rng = np.random.RandomState(1)
+        self._a = rng.randint(1, int(_MERSENNE_PRIME), num_perm, dtype=np.uint64)
+        self._b = rng.randint(0, int(_MERSENNE_PRIME), num_perm, dtype=np.uint64)
+        self._buckets: dict[int, int | list[int]] = {}
+        self._keys: dict[int, np.ndarray] = {}   # document key -> its band digests
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def digests(self, shingles: np.ndarray) -> np.ndarray:
+        values = shingles.astype(np.uint64)[:, None]
+        signature = (((values * self._a + self._b) % _MERSENNE_PRIME) & _MAX_HASH32).min(axis=0)
+        width = self.bands * self.rows
+        rows = signature[:width].reshape(self.bands, self.rows)
+        digest = np.arange(self.bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        for column in range(self.rows):
+            digest = (digest ^ rows[:, column]) * _MIX_MULTIPLIER
+            digest ^= digest >> np.uint64(29)
+        return digest.astype(np.int64)
+
+    def query(self, digests: np.ndarray) -> set[int]:
+        found: set[int] = set()
+        buckets = self._buckets
+        for digest in digests.tolist():
+            members = buckets.get(digest)
+            if members is None:
+                continue
+            if isinstance(members, int):
+                found.add(members)
+            else:
+                found.update(members)
+        return found
+
+    def insert(self, key: int, digests: np.ndarray) -> None:
+        self._keys[key] = digests
+        buckets = self._buckets
+        for digest in digests.tolist():
+            members = buckets.get(digest)
+            if members is None:
+                buckets[digest] = key
+            elif isinstance(members, int):
+                buckets[digest] = [members, key]
+            else:
+                members.append(key)
+
+    def remove(self, key: int) -> None:
+        digests = self._keys.pop(key, None)
+        if digests is None:
+            return
+        buckets = self._buckets
+        for digest in digests.tolist():
+            members = buckets.get(digest)
+            if members is None:
+                continue
+            if isinstance(members, int):
+                if members == key:
+                    del buckets[digest]
+            else:
+                if key in members:
+                    members.remove(key)
+                if len(members) == 1:
+                    buckets[digest] = members[0]
+
+
+@dataclass(frozen=True, eq=False)
+class _CopyEntry:
+    """What the copy rungs keep of an indexed document."""
+
+    shingles: np.ndarray
+    url: str
+    text_hash: str
 
 
 class _CopyIndex:
@@ -339,53 +532,55 @@ class _CopyIndex:
         self.settings = settings
         self._by_url: dict[str, int] = {}
         self._by_hash: dict[str, int] = {}
-        self._entries: dict[int, _Text] = {}
-        self._lsh = MinHashLSH(threshold=settings.lsh_threshold, num_perm=settings.num_perm)
+        self._entries: dict[int, _CopyEntry] = {}
+        self._lsh = _MinHashLSH(settings.lsh_threshold, settings.num_perm)
+        self._last: tuple[_Text, np.ndarray] | None = None   # find() then insert() of one text
+
+    def _digests(self, text: _Text) -> np.ndarray:
+        if self._last is None or self._last[0] is not text:
+            self._last = (text, self._lsh.digests(text.shingles))
+        return self._last[1]
 
     def find(self, text: _Text) -> tuple[str, int, float] | None:
         """(link, key of the document copied, score), or None."""
         for table, value in ((self._by_url, text.url), (self._by_hash, text.text_hash)):
             if value and value in table:
                 return ("exact_copy", table[value], 1.0)
-        if len(text.shingles) < self.settings.min_shingles:
+        if len(text.shingles) < self.settings.min_shingles or not self._entries:
             return None
         best: tuple[float, int] | None = None
-        for key in sorted(self._lsh.query(self._minhash(text.shingles))):
+        candidates = sorted(self._lsh.query(self._digests(text)), reverse=True)
+        # The newest first, at most max_copy_candidates of them: a reprint follows its original.
+        for key in candidates[: self.settings.max_copy_candidates]:
             score = self._containment(text.shingles, self._entries[key].shingles)
-            if best is None or score > best[0]:
+            if best is None or score > best[0] or (score == best[0] and key < best[1]):
                 best = (score, key)
         if best is None or best[0] < self.settings.near_copy_containment:
             return None
         return ("near_copy", best[1], best[0])
 
     def insert(self, key: int, text: _Text) -> None:
-        # Lean entry: the body lines are not needed here.
-        self._entries[key] = _Text(text.title, [], (), text.shingles, text.url, text.text_hash)
+        self._entries[key] = _CopyEntry(text.shingles, text.url, text.text_hash)
         if text.url:
             self._by_url.setdefault(text.url, key)
         if text.text_hash:
             self._by_hash.setdefault(text.text_hash, key)
         if len(text.shingles):
-            self._lsh.insert(key, self._minhash(text.shingles))
+            self._lsh.insert(key, self._digests(text))
+        self._last = None
 
     def remove(self, key: int) -> None:
-        text = self._entries.pop(key)
-        for table, value in ((self._by_url, text.url), (self._by_hash, text.text_hash)):
+        entry = self._entries.pop(key)
+        for table, value in ((self._by_url, entry.url), (self._by_hash, entry.text_hash)):
             if value and table.get(value) == key:
                 del table[value]
-        if len(text.shingles):
-            self._lsh.remove(key)
+        self._lsh.remove(key)
 
     def _containment(self, a: np.ndarray, b: np.ndarray) -> float:
         small, large = sorted((len(a), len(b)))
         if small < self.settings.min_shingles or small < self.settings.near_copy_min_ratio * large:
             return 0.0
         return len(np.intersect1d(a, b, assume_unique=True)) / small
-
-    def _minhash(self, shingles: np.ndarray) -> MinHash:
-        mh = MinHash(num_perm=self.settings.num_perm, hashfunc=_identity_hash)
-        mh.update_batch((shingles & np.uint64(0xFFFFFFFF)).tolist())
-        return mh
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +593,7 @@ class _Doc:
 
     key: int
     doc_id: str
-    published: datetime | None
+    published: float | None       # POSIX timestamp
     title: str                    # normalised, for the optional title similarity
     terms: tuple[str, ...]        # interned; what its similarity vector is made of
     df_only: tuple[str, ...]      # terms counted in the IDF but left out of the vector (shared lines)
@@ -412,6 +607,14 @@ class _Doc:
     def df_terms(self) -> Iterable[str]:
         yield from (t for t in self.terms if not t.startswith("l:"))
         yield from self.df_only
+
+
+_DAY = 86_400.0
+
+
+def _timestamp(when: datetime | None) -> float | None:
+    utc = _utc(when)
+    return None if utc is None else utc.timestamp()
 
 
 def _utc(when: datetime | None) -> datetime | None:
@@ -445,6 +648,9 @@ class StoryIndex:
         # Weighted vectors of stored documents, kept between adds (see _refresh_vectors).
         self._vectors_size = 0
         self._vector_cache: OrderedDict[int, dict[str, float]] = OrderedDict()
+        # (published, key) of the dated documents, oldest first, for `retention_days`.
+        self._by_age: list[tuple[float, int]] = []
+        self._newest: float | None = None
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -531,21 +737,40 @@ class StoryIndex:
                 best = (average, max(sims, key=lambda item: (item[0], -item[1].key))[1])
         return best
 
-    def _in_window(self, a: datetime | None, b: datetime | None) -> bool:
+    def _in_window(self, a: float | None, b: float | None) -> bool:
         if a is None or b is None:
             return True
-        return abs(a - b) <= timedelta(days=self.settings.window_days)
+        return abs(a - b) <= self.settings.window_days * _DAY
 
     def _candidate_stories(self, new: _Doc) -> list[str]:
-        """Stories of the documents sharing most salient terms with `new`, within its window."""
+        """Stories of the documents sharing most salient terms with `new`, within its window.
+
+        The candidates come from the postings of its salient terms alone (never from a scan of the
+        index): the newest `max_postings_scan` documents of each posting, those outside the
+        window skipped, the `max_candidates` sharing most terms kept.
+        """
         s = self.settings
         shared: Counter[int] = Counter()
+        docs = self._docs
+        when = new.published
+        window = s.window_days * _DAY
         for term in new.salient:
             posting = self._postings.get(term, ())
-            for n, key in enumerate(reversed(posting)):
-                if n >= s.max_postings_scan:   # postings run oldest to newest: scan the newest
-                    break
-                shared[key] += 1
+            if when is None:
+                keys = list(islice(reversed(posting), s.max_postings_scan))
+            else:
+                keys = []
+                for n, key in enumerate(reversed(posting)):
+                    if n >= s.max_postings_scan:   # postings run oldest to newest: scan the newest
+                        break
+                    other = docs[key].published
+                    if other is None or abs(other - when) <= window:
+                        keys.append(key)
+            if len(keys) > s.max_term_docs:
+                # Common in the window (a large history makes chance overlaps of such terms
+                # frequent): no evidence of a shared story, and the cost would grow with the index.
+                continue
+            shared.update(keys)
         ranked = sorted(
             (item for item in shared.items() if item[1] >= s.min_shared_salient),
             key=lambda item: (-item[1], -item[0]),
@@ -554,15 +779,13 @@ class StoryIndex:
         taken = 0
         for key, _ in ranked:
             other = self._docs[key]
-            if not self._in_window(new.published, other.published):
-                continue
             stories.setdefault(other.story_id, None)
             taken += 1
             if taken >= s.max_candidates or len(stories) >= s.max_candidate_stories:
                 break
         return list(stories)
 
-    def _story_sample(self, story_id: str, published: datetime | None) -> list[_Doc]:
+    def _story_sample(self, story_id: str, published: float | None) -> list[_Doc]:
         """Members a document is averaged against: distinct texts in its window, newest first.
 
         Exact and near copies repeat another member's text; averaging over them would weigh a
@@ -642,18 +865,19 @@ class StoryIndex:
 
     def _make_doc(self, doc: DedupDoc, text: _Text, counted: bool) -> _Doc:
         s = self.settings
-        full = _terms(text.title, text.body, s)
+        cut = _LineTerms(text.title, text.body, s)
+        full = cut.terms(list(range(len(text.body))))
         own_lines = self._own_lines(text)
-        own = _terms(text.title, own_lines, s) if own_lines and len(own_lines) < len(text.body) else full
-        terms = tuple(sys.intern(t) for t in sorted(own))
+        own = cut.terms(own_lines) if own_lines and len(own_lines) < len(text.body) else full
+        terms = tuple(sorted(own))   # words, names and lead terms come interned
         key, self._next_key = self._next_key, self._next_key + 1
         return _Doc(
             key=key,
             doc_id=doc.doc_id,
-            published=_utc(doc.published),
+            published=_timestamp(doc.published),
             title=normalise_text(doc.title),
             terms=terms,
-            df_only=tuple(sys.intern(t) for t in sorted(full - own) if not t.startswith("l:")),
+            df_only=tuple(sorted(t for t in full - own if not t.startswith("l:"))),
             line_hashes=frozenset(text.line_hashes),
             salient=self._salient(terms),
             content_words=sum(1 for t in terms if t.startswith("w:")),
@@ -662,7 +886,7 @@ class StoryIndex:
             counted=counted,
         )
 
-    def _own_lines(self, text: _Text) -> list[str]:
+    def _own_lines(self, text: _Text) -> list[int]:
         """The body lines that are the document's own, not chrome shared with other documents.
 
         A line already seen in another document is chrome ("Sign up for our newsletter ...") -
@@ -672,22 +896,31 @@ class StoryIndex:
         seen = [self._line_docs[h] for h in text.line_hashes]
         partial_copy = 2 * sum(1 for n in seen if n) > len(seen)
         limit = self.settings.chrome_min_docs if partial_copy else 1
-        return [line for line, n in zip(text.body, seen, strict=True) if n < limit]
+        return [i for i, n in enumerate(seen) if n < limit]
 
     def _salient(self, terms: tuple[str, ...]) -> tuple[str, ...]:
         """The rarest words and names in general English: stable as the corpus grows, unlike IDF."""
         s = self.settings
-        ranked = sorted(
-            (t for t in terms if t[:2] in ("w:", "n:")),
-            key=lambda t: (_background_df(t, s.prior_docs, s.prior_doc_length), t),
+        prior, length = s.prior_docs, s.prior_doc_length
+        ranked = heapq.nsmallest(
+            s.salient_terms,
+            ((_word_background_df(t, prior, length), t) for t in terms if t[:2] in ("w:", "n:")),
         )
-        return tuple(ranked[: s.salient_terms])
+        return tuple(t for _, t in ranked)
 
     def _count(self, terms: Iterable[str], sign: int = 1) -> None:
-        for term in terms:
-            self._df[term] += sign
-            if self._df[term] <= 0:
-                del self._df[term]
+        df = self._df
+        get = df.get
+        if sign > 0:
+            for term in terms:
+                df[term] = get(term, 0) + sign
+        else:
+            for term in terms:
+                left = get(term, 0) + sign
+                if left > 0:
+                    df[term] = left
+                else:
+                    df.pop(term, None)
         self._corpus_size += sign
 
     def _index(self, doc: _Doc, text: _Text, assignment: StoryAssignment) -> None:
@@ -702,8 +935,31 @@ class StoryIndex:
             self._postings.setdefault(term, {})[key] = None
         if doc.counted:
             self._line_docs.update(doc.line_hashes)
+        if doc.published is not None:
+            heapq.heappush(self._by_age, (doc.published, key))
+            self._newest = doc.published if self._newest is None else max(self._newest, doc.published)
+        self._retain()
+
+    def _retain(self) -> None:
+        """Evict beyond `max_history` documents (the first added first) and beyond `retention_days`.
+
+        The age of a document is taken against the newest publication date indexed, not the
+        clock, so that a batch of old documents is folded as it was when they were new.
+        """
         while len(self._docs) > self.settings.max_history:
             self._evict(next(iter(self._docs)))
+        days = self.settings.retention_days
+        if days is not None and self._newest is not None:
+            horizon = self._newest - days * _DAY
+            heap = self._by_age
+            while heap and heap[0][0] < horizon:
+                _, key = heapq.heappop(heap)
+                if key in self._docs:
+                    self._evict(key)
+        if len(self._by_age) > 2 * len(self._docs) + 64:
+            # Entries of documents evicted by count: drop them, so the heap stays within the bound.
+            self._by_age = [(when, key) for when, key in self._by_age if key in self._docs]
+            heapq.heapify(self._by_age)
 
     def _evict(self, key: int) -> None:
         doc = self._docs.pop(key)

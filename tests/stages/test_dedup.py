@@ -296,11 +296,82 @@ def test_two_thousand_adds_complete_and_find_the_reprints() -> None:
             assert a.link == "near_copy" and a.story_id == assigned[source].story_id, a
 
 
+def _assert_only_live_documents(index: StoryIndex) -> None:
+    """Every structure of the index holds the live documents and nothing of the evicted ones."""
+    live = set(index._docs)
+    assert set(index._assignments) == live
+    assert set(index._by_doc_id.values()) == live
+    assert set(index._copies._entries) == live
+    assert set(index._copies._lsh._keys) <= live
+    assert set(index._copies._by_url.values()) <= live
+    assert set(index._copies._by_hash.values()) <= live
+    assert set().union(*index._stories.values()) == live
+    assert set().union(*index._postings.values()) <= live
+    for members in index._copies._lsh._buckets.values():
+        assert set([members] if isinstance(members, int) else members) <= live
+    assert index._corpus_size == sum(1 for doc in index._docs.values() if doc.counted)
+    assert set(index._vector_cache) <= live
+    assert len(index._by_age) <= 2 * len(live) + 64
+
+
 def test_eviction_under_a_stream_keeps_the_bound() -> None:
     index = StoryIndex(DedupSettings(max_history=300))
-    for doc, _ in synthetic_stream(1_000, seed_value=9):
+    for n, (doc, _) in enumerate(synthetic_stream(1_000, seed_value=9)):
         index.add(doc)
+        if n in (299, 650, 999):
+            _assert_only_live_documents(index)
     assert len(index) == 300
+    # The term statistics are those of the live documents alone.
+    assert sum(index._df.values()) == sum(len(list(d.df_terms())) for d in index._docs.values() if d.counted)
+
+
+def test_retention_days_evicts_documents_older_than_the_window() -> None:
+    day = datetime(2025, 8, 5, 9, tzinfo=UTC)
+    index = StoryIndex(DedupSettings(retention_days=5, window_days=30))
+    old = seed(A, published=day, url="https://example.com/a")
+    index.add(old)
+    index.add(seed(B, published=day + timedelta(days=2)))
+    assert len(index) == 2
+    index.add(seed(C, published=day + timedelta(days=6)))
+    # A is more than 5 days older than the newest document: gone from every structure.
+    assert A not in index._by_doc_id and len(index) == 2
+    _assert_only_live_documents(index)
+    # Its copy and its rewrite no longer find it, though the rewrite window would reach it.
+    copy = index.add(DedupDoc("a-copy", old.text, url=old.url, published=day + timedelta(days=6)))
+    assert copy.link not in ("exact_copy", "near_copy") and copy.matched_doc_id != A
+    rewrite = index.add(seed(A2, published=day + timedelta(days=6)))
+    assert rewrite.matched_doc_id != A
+    # An undated document is kept by count only.
+    index.add(seed(D))
+    assert D in index._by_doc_id
+
+
+def test_rewrite_candidates_come_from_the_window_only() -> None:
+    day = datetime(2025, 8, 5, 9, tzinfo=UTC)
+    index = StoryIndex(DedupSettings(window_days=3))
+    index.add(seed(A, published=day))
+    far = index._make_doc(seed(A2, published=day + timedelta(days=10)), _cut_for_test(seed(A2)), True)
+    near = index._make_doc(seed(A2, published=day + timedelta(days=1)), _cut_for_test(seed(A2)), True)
+    assert index._candidate_stories(far) == []
+    assert index._candidate_stories(near) == [story_id_for(A)]
+
+
+def _cut_for_test(doc: DedupDoc):
+    from pipeline.stages.dedup import _cut
+
+    return _cut(doc, DedupSettings())
+
+
+def test_history_load_keeps_the_bound_and_finds_copies() -> None:
+    stream = synthetic_stream(600, seed_value=3)
+    index = StoryIndex(DedupSettings(max_history=400))
+    for doc, _ in stream:
+        index.add(doc, story_id="s_" + doc.doc_id)
+    assert len(index) == 400
+    _assert_only_live_documents(index)
+    source = stream[-1][0]
+    again = index.add(DedupDoc("reprint", source.text + "\nRead more at our site today and every day."))
+    assert again.link in ("exact_copy", "near_copy") and again.matched_doc_id == source.doc_id
 
 
 # ---------------------------------------------------------------------------------------------
