@@ -179,7 +179,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("feeds: " + ", ".join(f"{k} {v}" for k, v in sorted(health.items())))
     print("items: " + (", ".join(f"{k} {v}" for k, v in disp) or "none yet"))
     print("alert deliveries (latest per alert and channel): " + (", ".join(f"{k} {v}" for k, v in alerts) or "none yet"))
-    return 1 if args.fail_on_error and any(r[1] in ("failing", "silent") for r in rows) else 0
+    return 1 if args.fail_on_error and any(r[1] in ("failing", "silent", "auto-disabled") for r in rows) else 0
 
 
 # --- batch commands over JSON lines ---------------------------------------------------------------

@@ -23,6 +23,7 @@ recent AS (
 SELECT f.feed_id,
        CASE WHEN NOT f.enabled THEN 'disabled'
             WHEN s.feed_id IS NULL THEN 'never polled'
+            WHEN coalesce(s.disabled, false) THEN 'auto-disabled'
             WHEN s.error_streak > 0 THEN 'failing'
             WHEN r.last_new_item IS NOT NULL AND u.usual_gap_s IS NOT NULL
                  AND epoch(now() - r.last_new_item) > greatest(3 * u.usual_gap_s, 86400) THEN 'silent'
@@ -37,5 +38,5 @@ FROM feeds f
 LEFT JOIN feed_state s USING (feed_id)
 LEFT JOIN recent r USING (feed_id)
 LEFT JOIN usual u USING (feed_id)
-ORDER BY CASE health WHEN 'failing' THEN 0 WHEN 'silent' THEN 1 WHEN 'never polled' THEN 2 WHEN 'disabled' THEN 4 ELSE 3 END,
+ORDER BY CASE health WHEN 'auto-disabled' THEN 0 WHEN 'failing' THEN 0 WHEN 'silent' THEN 1 WHEN 'never polled' THEN 2 WHEN 'disabled' THEN 4 ELSE 3 END,
          f.feed_id;
