@@ -144,6 +144,16 @@ class Daemon:
         self._stop = threading.Event()
         self._running: set[str] = set()  # names of jobs in flight, for the graceful stop
         self.store.sync_feeds(config.feeds, self.clock())
+        self._clear_abandoned_batches()
+
+    def _clear_abandoned_batches(self) -> None:
+        """Shards of a batch that was killed before its load are garbage: its items are still
+        pending and the next batch processes them again. Only the one writer runs this, at start."""
+        batches = self.config.data_dir / "batches"
+        if batches.is_dir():
+            for d in batches.iterdir():
+                shutil.rmtree(d, ignore_errors=True)
+                log.info("abandoned_batch_removed batch_id=%s", d.name)
 
     def close(self) -> None:
         self.feed_client.close()

@@ -147,3 +147,15 @@ def test_feed_to_alert_end_to_end(world, caplog: pytest.LogCaptureFixture) -> No
         assert hook.SECRET not in ours and smtp.password not in ours  # (the test receivers log their own requests)
     finally:
         daemon.close()
+
+
+def test_shards_of_a_killed_batch_are_cleared_at_start(world) -> None:
+    cfg, *_ = world
+    stale = cfg.data_dir / "batches" / "20250101T000000-deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "results-00000-of-00001.jsonl").write_text("{}\n", encoding="utf-8")
+    daemon = Daemon(cfg)
+    try:
+        assert not stale.exists()
+    finally:
+        daemon.close()
