@@ -41,6 +41,7 @@ from pipeline.demo import DemoServer
 from pipeline.models import DISPOSITIONS
 from pipeline.store import Store
 from tests.alert.servers import SmtpTestServer, WebhookReceiver
+from tests.world import write_world_files
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_DELAY = 0.2
@@ -111,25 +112,7 @@ class KillHarness:
     def __init__(self, workdir: Path, feeds: DemoServer, smtp: SmtpTestServer, hook: WebhookReceiver) -> None:
         self.workdir = workdir
         self.feeds, self.smtp, self.hook = feeds, smtp, hook
-        self.sources = workdir / "sources.yaml"
-        self.sources.write_text(feeds.sources_yaml(), encoding="utf-8")
-        self.settings = workdir / "newsmon.yaml"
-        self.settings.write_text(
-            f"""fetch:
-  allow_private_addresses: true
-  per_host_min_gap_seconds: 0
-alerts:
-  slack: {{}}
-  email:
-    host: {smtp.host}
-    port: {smtp.port}
-    username: {smtp.username}
-    sender: newsmon@example.org
-    recipients: [desk@example.org]
-    ca_file: {smtp.cert_path}
-""",
-            encoding="utf-8",
-        )
+        self.sources, self.settings = write_world_files(workdir, feeds, smtp)
         self.env = {
             **{k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
             "NO_PROXY": "*",

@@ -21,6 +21,7 @@ from pipeline import config
 from pipeline.daemon import Daemon
 from pipeline.demo import DemoServer
 from tests.alert.servers import SmtpTestServer, WebhookReceiver
+from tests.world import write_world_files
 
 pytestmark = pytest.mark.slow
 
@@ -36,29 +37,9 @@ SEED_SLUGS = {
 @pytest.fixture
 def world(tmp_path: Path):
     with DemoServer() as feeds, SmtpTestServer(tmp_path / "smtp") as smtp, WebhookReceiver() as hook:
-        sources = tmp_path / "sources.yaml"
-        sources.write_text(feeds.sources_yaml(), encoding="utf-8")
-        settings = tmp_path / "newsmon.yaml"
-        settings.write_text(
-            f"""data_dir: data
-sources: {sources}
-fetch:
-  allow_private_addresses: true
-  per_host_min_gap_seconds: 0
-alerts:
-  slack: {{}}
-  email:
-    host: {smtp.host}
-    port: {smtp.port}
-    username: {smtp.username}
-    sender: newsmon@example.org
-    recipients: [desk@example.org]
-    ca_file: {smtp.cert_path}
-""",
-            encoding="utf-8",
-        )
+        sources, settings = write_world_files(tmp_path, feeds, smtp)
         env = {"NEWSMON_SLACK_WEBHOOK_URL": hook.url, "NEWSMON_SMTP_PASSWORD": smtp.password}
-        cfg = config.load(settings, env=env)
+        cfg = config.load(settings, sources_path=sources, data_dir=tmp_path / "data", env=env)
         yield cfg, feeds, smtp, hook
 
 
