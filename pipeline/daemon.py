@@ -235,12 +235,7 @@ class Daemon:
 
     def _known_items(self, item_ids: Sequence[str]) -> set[str]:
         """Which of `item_ids` the spool already holds (the poller's new-item count)."""
-        if not item_ids:
-            return set()
-        _, rows = self.store.query(
-            "SELECT item_id FROM items WHERE item_id IN (SELECT unnest(?::VARCHAR[]))", [list(item_ids)]
-        )
-        return {r[0] for r in rows}
+        return self.store.known_item_ids(item_ids)
 
     def _update_queue_depth(self) -> None:
         self.metrics.queue_depth.set(

@@ -279,12 +279,10 @@ class Store:
         )
         return [(DedupDoc(r[0], r[1], r[2] or "", r[3] or "", r[4], r[5] or ""), r[6]) for r in rows]
 
-    def known_article_ids(self, ids: Iterable[str]) -> set[str]:
-        ids = list(set(ids))
-        if not ids:
-            return set()
-        _, rows = self.query(f"SELECT article_id FROM {LAKE}.articles WHERE article_id IN (SELECT unnest(?))", [ids])
-        return {r[0] for r in rows}
+    def known_item_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of `ids` the spool already holds."""
+        with self._lock:
+            return _existing(self._con, "items", "item_id", ids)
 
     # -- loading a batch ------------------------------------------------------------------------
 
@@ -430,14 +428,6 @@ class Store:
                 ],
             )
         return BatchSummary(batch_id, len(results), counts, len(stories), len(matches), len(outbox))
-
-    def add_dead_letter(self, stage: str, key: str, error: str, payload: Any, now: datetime) -> None:
-        with self.transaction() as con:
-            _insert(
-                con,
-                "dead_letters",
-                [{"stage": stage, "key": key, "error": error, "payload": json.dumps(payload, default=str), "created_at": now}],
-            )
 
     # -- alerts ---------------------------------------------------------------------------------
 
