@@ -1,7 +1,7 @@
 """Crash-recovery figures: SIGKILL `newsmon run --once` at many random points, restart, check.
 
 The harness of tests/test_crash_recovery.py with more kill points: feeds from the demo server on
-loopback, alerts to a webhook receiver (Slack) and an SMTP server (email), all on 127.0.0.1.
+loopback, alerts to a Slack Web API stand-in and an SMTP server (email), all on 127.0.0.1.
 Each episode starts on an empty store, kills the CLI after delays drawn from a seeded RNG, then
 lets a run finish and checks the store and the receivers. Prints kill points by phase, items
 lost and duplicated, alerts lost and duplicated per channel, and how many duplicates the

@@ -7,7 +7,7 @@ the line and the fix).
     newsmon demo                    an offline end-to-end replay on bundled feeds
     newsmon check-config            validate the settings, sources and topics; print them (secrets masked)
     newsmon query "SQL"             query the store (works while the daemon runs)
-    newsmon status                  feed health for operators
+    newsmon status [--dead-letters] feed health for operators; or the items given up for good
     newsmon dedup --in --out        fold documents (JSON lines) into stories
     newsmon match --in --out        match documents (JSON lines) against the topics
     newsmon topics test|check|backtest   explain, verify and backtest topic definitions
@@ -87,6 +87,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             for feed_id, err in sorted(polled.errors_by_feed.items()):
                 print(f"  feed {feed_id}: {err}")
+            dead = sum(b.dead_letters for b in batches)
+            if disp.get("retry") or dead:
+                print(f"page downloads to retry later: {disp.get('retry', 0)}; items given up (dead letters): {dead}")
+            if polled.disabled_skipped:
+                n = polled.disabled_skipped
+                print(
+                    f"skipped {n} auto-disabled feed{'s' if n != 1 else ''} (retried every "
+                    f"{cfg.settings.fetch.disabled_retry_hours:g} h; `newsmon status` lists them)"
+                )
         else:
             daemon.run_forever()
     finally:
@@ -158,12 +167,23 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Per-feed health for operators; the same query is dashboards/feed_status.sql."""
+    from datetime import UTC, datetime
+
+    import duckdb
+
     from pipeline.store import Store
 
     cfg = _load_config(args)
+    if args.dead_letters:
+        return _status_dead_letters(cfg, args)
     sql = (Path(__file__).parent / "store" / "feed_status.sql").read_text(encoding="utf-8")
     with Store.open(cfg.data_dir, read_only=True) as store:
         cols, rows = store.query(sql)
+        dead = store.dead_letter_count()
+        try:
+            waiting, next_retry = store.retry_counts(datetime.now(UTC))
+        except duckdb.Error:  # a store the daemon has not migrated to 003 yet
+            waiting, next_retry = 0, None
         _, disp = store.query("SELECT disposition, count(*) FROM items GROUP BY ALL ORDER BY 2 DESC")
         _, alerts = store.query(
             "SELECT status, count(*) FROM (SELECT alert_id, channel, arg_max(status, attempted_at) AS status "
@@ -179,7 +199,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("feeds: " + ", ".join(f"{k} {v}" for k, v in sorted(health.items())))
     print("items: " + (", ".join(f"{k} {v}" for k, v in disp) or "none yet"))
     print("alert deliveries (latest per alert and channel): " + (", ".join(f"{k} {v}" for k, v in alerts) or "none yet"))
+    if waiting:
+        print(f"downloads waiting for a retry: {waiting} (next at {next_retry:%Y-%m-%d %H:%M} UTC)")
+    print(f"dead letters: {dead}" + (" (list them: newsmon status --dead-letters)" if dead else ""))
     return 1 if args.fail_on_error and any(r[1] in ("failing", "silent", "auto-disabled") for r in rows) else 0
+
+
+def _status_dead_letters(cfg: Any, args: argparse.Namespace) -> int:
+    """Items given up for good, newest first: stage, reason, attempts, feed, URL, last error."""
+    import duckdb
+
+    from pipeline.store import Store
+
+    with Store.open(cfg.data_dir, read_only=True) as store:
+        try:
+            cols, rows = store.dead_letters(args.limit)
+            total = store.dead_letter_count()
+        except duckdb.Error as e:
+            raise NewsmonError(f"cannot list dead letters ({e}); start the daemon once to migrate the store") from None
+    print(format_rows(cols, rows, args.format, max_width=60))
+    if args.format == "table" and total > len(rows):
+        print(f"showing the latest {len(rows)} of {total} dead letters (--limit N for more)")
+    return 0
 
 
 # --- batch commands over JSON lines ---------------------------------------------------------------
@@ -428,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 when a feed is failing or silent (for monitoring)")
+    p.add_argument("--dead-letters", action="store_true",
+                   help="list the items given up for good (newest first) instead of feed health")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="--dead-letters: at most N rows (default 50)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("dedup", help="fold JSON-lines documents into stories")

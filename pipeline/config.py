@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -102,11 +102,28 @@ class PipelineConfig(_Strict):
     min_text_chars: int = Field(default=200, ge=0)
     dedup_window_days: float = Field(default=3.0, gt=0)
     dedup_history_days: float = Field(default=14.0, gt=0)
+    # Pages that fail for now (5xx, timeout, robots.txt unreachable) are retried across batches,
+    # waiting base, 2x base, 4x base ... minutes; after max attempts the item is dead-lettered.
+    page_retry_max_attempts: int = Field(default=6, ge=1)
+    page_retry_base_minutes: float = Field(default=5, gt=0)
+
+
+InDoubt = Literal["resend", "skip"]
 
 
 class SlackConfig(_Strict):
+    """Either an incoming webhook (the default) or, with `channel`, the Web API as a bot.
+
+    The Web API mode is checkable: an alert in flight when the daemon died is looked up in the
+    channel after a restart, so it is neither lost nor posted twice (`on_in_doubt` is not used).
+    """
+
     webhook_url_env: str = "NEWSMON_SLACK_WEBHOOK_URL"
-    timeout_seconds: float = 10
+    channel: str | None = None  # channel id (C...) for the Web API mode; then token_env is read
+    token_env: str = "NEWSMON_SLACK_BOT_TOKEN"
+    api_url: str = "https://slack.com/api/"
+    timeout_seconds: float = Field(default=10, gt=0)
+    on_in_doubt: InDoubt = "resend"  # webhook mode only: after a crash mid-send, resend or skip
 
 
 class EmailConfig(_Strict):
@@ -119,6 +136,7 @@ class EmailConfig(_Strict):
     recipients: tuple[str, ...]
     timeout_seconds: float = 20
     ca_file: str | None = None  # extra CA to trust (a private relay's certificate)
+    on_in_doubt: InDoubt = "resend"  # after a crash mid-send: resend (same Message-ID) or skip
 
 
 class AlertsConfig(_Strict):
@@ -142,6 +160,7 @@ class Settings(_Strict):
 class Secrets(BaseModel):
     model_config = ConfigDict(frozen=True)
     slack_webhook_url: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
     smtp_password: SecretStr | None = None
 
 
@@ -328,14 +347,27 @@ def load(
     feeds = load_sources(src)
 
     secrets = Secrets()
-    slack_url = env.get(settings.alerts.slack.webhook_url_env) if settings.alerts.slack else None
-    if settings.alerts.slack and not slack_url:
-        raise ConfigError(
-            f"alerts.slack is configured but the environment variable {settings.alerts.slack.webhook_url_env} "
-            "is empty; export the webhook URL in it or remove alerts.slack",
-            path=str(config_path),
-            line=_line_of(node, ("alerts", "slack")),
-        )
+    slack = settings.alerts.slack
+    slack_url = slack_token = None
+    if slack and slack.channel:
+        slack_token = env.get(slack.token_env)
+        if not slack_token:
+            raise ConfigError(
+                f"alerts.slack.channel is set but the environment variable {slack.token_env} is empty; "
+                "export the bot token (xoxb-...) in it, or remove `channel` to use a webhook",
+                path=str(config_path),
+                line=_line_of(node, ("alerts", "slack", "channel")),
+            )
+    elif slack:
+        slack_url = env.get(slack.webhook_url_env)
+        if not slack_url:
+            raise ConfigError(
+                f"alerts.slack is configured but the environment variable {slack.webhook_url_env} "
+                "is empty; export the webhook URL in it (or set alerts.slack.channel and a bot token), "
+                "or remove alerts.slack",
+                path=str(config_path),
+                line=_line_of(node, ("alerts", "slack")),
+            )
     smtp_password = None
     if settings.alerts.email and settings.alerts.email.username:
         smtp_password = env.get(settings.alerts.email.password_env)
@@ -348,6 +380,7 @@ def load(
             )
     secrets = Secrets(
         slack_webhook_url=SecretStr(slack_url) if slack_url else None,
+        slack_bot_token=SecretStr(slack_token) if slack_token else None,
         smtp_password=SecretStr(smtp_password) if smtp_password else None,
     )
     return Config(

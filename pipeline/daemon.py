@@ -31,17 +31,17 @@ from pipeline.alert.dispatch import DispatchSummary, dispatch
 from pipeline.alert.notifiers import Notifier
 from pipeline.alert.notifiers.console import ConsoleNotifier
 from pipeline.alert.notifiers.email import EmailNotifier
-from pipeline.alert.notifiers.slack import SlackWebhookNotifier
+from pipeline.alert.notifiers.slack import SlackApiNotifier, SlackWebhookNotifier
 from pipeline.config import Config, Source
 from pipeline.fetch.hosts import HostBackoff
 from pipeline.fetch.http import HttpClient, HttpSettings
 from pipeline.fetch.poll import PollPolicy, PollResult, is_due, poll_feed
 from pipeline.flow import BatchOptions, run_batch
 from pipeline.metrics import Metrics, MetricsServer
-from pipeline.models import FeedState
+from pipeline.models import FeedItem, FeedState, ItemResult
 from pipeline.stages.dedup import DedupSettings
 from pipeline.stages.topics import load_topics
-from pipeline.store import BatchSummary, PollRecord, Store
+from pipeline.store import BatchSummary, PollRecord, RetryPolicy, Store
 
 log = logging.getLogger("newsmon.daemon")
 
@@ -59,6 +59,7 @@ class PollSummary:
     not_modified: int = 0
     unchanged: int = 0
     host_backoff: int = 0  # skipped: their host asked us to wait (429/503 with Retry-After)
+    disabled_skipped: int = 0  # forced poll only: auto-disabled feeds left to their retry schedule
     errors: int = 0
     new_items: int = 0
     errors_by_feed: dict[str, str] = field(default_factory=dict)
@@ -98,7 +99,16 @@ def poll_policy(config: Config) -> PollPolicy:
 def build_notifiers(config: Config) -> list[Notifier]:
     a = config.settings.alerts
     out: list[Notifier] = []
-    if a.slack and config.secrets.slack_webhook_url:
+    if a.slack and a.slack.channel and config.secrets.slack_bot_token:
+        out.append(
+            SlackApiNotifier(
+                config.secrets.slack_bot_token.get_secret_value(),
+                a.slack.channel,
+                api_url=a.slack.api_url,
+                timeout=a.slack.timeout_seconds,
+            )
+        )
+    elif a.slack and config.secrets.slack_webhook_url:
         out.append(SlackWebhookNotifier(config.secrets.slack_webhook_url.get_secret_value(), a.slack.timeout_seconds))
     if a.email:
         ctx = ssl.create_default_context(cafile=a.email.ca_file) if a.email.ca_file else None
@@ -138,13 +148,41 @@ class Daemon:
         self.notifiers = list(notifiers) if notifiers is not None else build_notifiers(config)
         self.feed_client = HttpClient(http_settings(config, pages=False))
         self.poll_policy: PollPolicy = poll_policy(config)  # intervals, self-check, disabling
+        p = config.settings.pipeline
+        # page downloads retried across batches, then dead-lettered
+        self.item_retry = RetryPolicy(
+            max_attempts=p.page_retry_max_attempts, base_delay=timedelta(minutes=p.page_retry_base_minutes)
+        )
         self.hosts = HostBackoff()  # hosts that answered 429/503 with Retry-After, until when
+        self._saved_holds: dict[str, datetime] = {}  # the holds last written to the store
+        self._load_host_holds()
         self.topics = load_topics(config.topics_dir)  # fail at start, not in the first batch
         self.rng = random.Random()
         self._stop = threading.Event()
+        self._suspects: list[str] = []  # items of a crashed batch, being bisected (see batch())
+        self._bisect_ok = False  # a batch succeeded since the bisection began
         self._running: set[str] = set()  # names of jobs in flight, for the graceful stop
         self.store.sync_feeds(config.feeds, self.clock())
         self._clear_abandoned_batches()
+
+    def _load_host_holds(self) -> None:
+        """Holds set before a restart still bind: no request to a held host before its time."""
+        now = self.clock()
+        for host, until in self.store.host_holds(now).items():
+            self.hosts.block(host, until, now=now)  # the cap again guards against a bad row
+        self._saved_holds = self.hosts.held(now)
+        if self._saved_holds:
+            log.info(
+                "host_holds_loaded hosts=%s",
+                ",".join(f"{h}@{t.isoformat()}" for h, t in sorted(self._saved_holds.items())),
+            )
+
+    def _save_host_holds(self, now: datetime) -> None:
+        """Write the holds in force when they changed (a new hold, a longer one, one expired)."""
+        held = self.hosts.held(now)
+        if held != self._saved_holds:
+            self.store.save_host_holds(held, now)
+            self._saved_holds = held
 
     def _clear_abandoned_batches(self) -> None:
         """Shards of a batch that was killed before its load are garbage: its items are still
@@ -162,16 +200,31 @@ class Daemon:
     # -- jobs -----------------------------------------------------------------------------------
 
     def poll(self, *, force: bool = False) -> PollSummary:
-        """Poll the feeds that are due (all enabled feeds when `force`).
+        """Poll the feeds that are due (with `force`, every enabled feed that is not auto-disabled).
 
         Feeds on a host held by a 429/503 Retry-After are not fetched, forced or not: their next
         poll moves to the host's not-before time (outcome "host_backoff", counted in `feeds` but
-        in none of ok/not_modified/unchanged/errors).
+        in none of ok/not_modified/unchanged/errors). Auto-disabled feeds (a streak of permanent
+        errors) are polled only when their rare retry is due, forced or not; a forced poll counts
+        the others in `disabled_skipped`.
         """
         now = self.clock()
         states = self.store.feed_states()
-        due = [f for f in self.config.feeds if f.enabled and (force or is_due(states.get(f.id), now))]
-        summary = PollSummary(feeds=len(due))
+        due: list[Source] = []
+        skipped: list[str] = []
+        for f in self.config.feeds:
+            if not f.enabled:
+                continue
+            st = states.get(f.id)
+            if is_due(st, now):
+                due.append(f)
+            elif force and st is not None and st.disabled:
+                skipped.append(f.id)
+            elif force:
+                due.append(f)
+        summary = PollSummary(feeds=len(due), disabled_skipped=len(skipped))
+        if skipped:
+            log.info("disabled_feeds_skipped count=%d feeds=%s", len(skipped), ",".join(skipped))
         if not due:
             return summary
         workers = min(self.config.settings.fetch.workers, len(due))
@@ -213,6 +266,7 @@ class Daemon:
                 for _, res in done
             ]
         )
+        self._save_host_holds(now)
         for source, res in done:
             n_new = len(new_by_feed.get(source.id, ()))
             summary.new_items += n_new
@@ -245,10 +299,11 @@ class Daemon:
     def batch(self) -> BatchSummary | None:
         """Run one Beam batch over the spool; None when nothing is pending."""
         p = self.config.settings.pipeline
-        items = self.store.pending_items(p.max_batch_items)
+        started = self.clock()
+        items = self.store.pending_items(p.max_batch_items, now=started)  # not those waiting for a retry
         if not items:
             return None
-        started = self.clock()
+        items = self._bisect_pick(items)
         batch_id = started.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         history = self.store.dedup_history(started - timedelta(days=p.dedup_history_days))
         opts = BatchOptions(
@@ -264,10 +319,22 @@ class Daemon:
             beam_args=tuple(p.beam_args),
             honour_robots=self.config.settings.fetch.robots_txt,
             robots_opt_out=frozenset(f.id for f in self.config.feeds if not f.robots_txt),
+            held_hosts=tuple(sorted(self.hosts.held(started).items())),
         )
         out_dir = self.config.data_dir / "batches" / batch_id
         t0 = time.monotonic()
-        results = run_batch(items, history, opts, out_dir)
+        try:
+            results = run_batch(items, history, opts, out_dir)
+        except Exception as e:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            given_up = self._batch_crashed(batch_id, items, e, started)
+            if given_up is not None:
+                return given_up
+            raise
+        if self._suspects:
+            done = {it.item_id for it in items}
+            self._suspects = [i for i in self._suspects if i not in done]
+            self._bisect_ok = True
         summary = self.store.load_batch(
             batch_id,
             results,
@@ -275,6 +342,7 @@ class Daemon:
             runner=p.runner,
             started_at=started,
             topic_descriptions={t.id: t.description for t in self.topics},
+            retry=self.item_retry,
         )
         shutil.rmtree(out_dir, ignore_errors=True)  # loaded: the shards are no longer needed
         for disposition, n in summary.dispositions.items():
@@ -283,28 +351,88 @@ class Daemon:
         self.metrics.batch_seconds.observe(time.monotonic() - t0)
         self._update_queue_depth()
         log.info(
-            "batch_loaded batch_id=%s items=%d dispositions=%s alerts_new=%d seconds=%.2f",
-            batch_id, summary.items, summary.dispositions, summary.alerts_new, time.monotonic() - t0,
+            "batch_loaded batch_id=%s items=%d dispositions=%s alerts_new=%d dead_letters=%d seconds=%.2f",
+            batch_id, summary.items, summary.dispositions, summary.alerts_new, summary.dead_letters,
+            time.monotonic() - t0,
         )
+        if summary.dead_letters:
+            log.warning("items_dead_lettered batch_id=%s count=%d (newsmon status --dead-letters)",
+                        batch_id, summary.dead_letters)
         return summary
 
     def alert(self) -> DispatchSummary:
+        a = self.config.settings.alerts
+        policies = {"slack": a.slack.on_in_doubt if a.slack else "resend", "email": a.email.on_in_doubt if a.email else "resend"}
         summary = dispatch(
-            self.store, self.notifiers, max_attempts=self.config.settings.alerts.max_attempts, now=self.clock
+            self.store, self.notifiers, max_attempts=a.max_attempts, now=self.clock, on_in_doubt=policies,
+            observe=lambda channel, outcome: self.metrics.deliveries.labels(channel, outcome).inc(),
         )
-        for channel, n in summary.by_channel.items():
-            self.metrics.deliveries.labels(channel, "sent").inc(n)
-        if summary.transient:
-            self.metrics.deliveries.labels("any", "transient_error").inc(summary.transient)
-        if summary.permanent:
-            self.metrics.deliveries.labels("any", "permanent_error").inc(summary.permanent)
         return summary
 
+    # -- a batch that crashes the pipeline ----------------------------------------------------------
+    #
+    # Stages turn a bad item into a disposition, so a whole batch should never fail. If one does
+    # (a bug met by one odd page), retrying the same batch forever would block the spool. Instead
+    # the failed batch's items become suspects, and the next batches take half of them at a time
+    # (bisection): about log2(n) batches find the item that still crashes alone. It is given up
+    # (extract_failed + a dead letter) only when some other batch has succeeded meanwhile, which
+    # tells an item that breaks the pipeline from a pipeline that is broken (disk full, a bad
+    # deploy); in that case nothing is dead-lettered and the batch is simply retried later.
+
+    def _bisect_pick(self, items: list[FeedItem]) -> list[FeedItem]:
+        if not self._suspects:
+            return items
+        wanted = set(self._suspects)
+        pick = [it for it in items if it.item_id in wanted]
+        if not pick:  # processed meanwhile (another run), or no longer pending
+            self._suspects = []
+            return items
+        return pick[: max(1, len(pick) // 2)]
+
+    def _batch_crashed(
+        self, batch_id: str, items: list[FeedItem], error: Exception, started: datetime
+    ) -> BatchSummary | None:
+        """Record a crashed batch; returns the summary when a lone crashing item was given up."""
+        why = f"{type(error).__name__}: {error}"[:500]
+        if len(items) > 1:
+            if not self._suspects:  # a fresh bisection, not a step of one under way
+                self._bisect_ok = False
+            self._suspects = [it.item_id for it in items]
+            log.error(
+                "batch_crashed batch_id=%s items=%d error=%s; bisecting: the next batch takes %d of them",
+                batch_id, len(items), why, max(1, len(items) // 2),
+            )
+            return None
+        if not self._bisect_ok:
+            self._suspects = []
+            log.error(
+                "batch_crashed batch_id=%s items=1 error=%s; no other batch succeeded meanwhile, so the "
+                "pipeline itself may be broken: not giving the item up, retrying later", batch_id, why,
+            )
+            return None
+        (item,) = items
+        self._suspects, self._bisect_ok = [], False
+        log.error("item_crashes_pipeline item_id=%s url=%s error=%s; given up (dead letter)", item.item_id, item.url, why)
+        detail = f"the pipeline crashed on this item alone: {why}"
+        return self.store.load_batch(
+            batch_id, [ItemResult(item, "extract_failed", detail=detail)], now=self.clock(),
+            runner=self.config.settings.pipeline.runner, started_at=started, retry=self.item_retry,
+        )
+
     def run_once(self) -> tuple[PollSummary, list[BatchSummary], DispatchSummary]:
-        """One full cycle: poll every enabled feed, drain the spool, deliver alerts."""
+        """One full cycle: poll every enabled feed (auto-disabled ones only when their retry is
+        due), drain the spool (items waiting for a download retry stay), deliver alerts."""
         polled = self.poll(force=True)
         batches = []
-        while (b := self.batch()) is not None:
+        while True:
+            try:
+                b = self.batch()
+            except Exception:
+                if self._suspects:  # bisecting a crashed batch: go on with half of it
+                    continue
+                raise
+            if b is None:
+                break
             batches.append(b)
             if b.items == 0:
                 break

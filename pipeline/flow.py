@@ -46,9 +46,13 @@ class BatchOptions:
     beam_args: tuple[str, ...] = ()
     honour_robots: bool = True
     robots_opt_out: frozenset[str] = frozenset()  # feed ids whose pages ignore robots.txt
+    held_hosts: tuple[tuple[str, datetime], ...] = ()  # (host, until): hosts that asked for quiet
 
 
 def failed_download(page: Page) -> ItemResult:
+    """A page that was not fetched. Its disposition is the page's error_kind: "refused",
+    "download_failed", or "retry" (`pipeline.stages.download.RETRY`), which is not a final
+    disposition: `Store.load_batch` keeps the item pending for a later batch, or gives it up."""
     return ItemResult(item=page.item, disposition=page.error_kind or "download_failed", detail=page.error)
 
 
@@ -62,7 +66,8 @@ def build(
     """Wire the graph on `p`; returns the PCollection of ItemResults."""
     items_pc = p | "ReadSpool" >> beam.Create(list(items))
     pages = items_pc | "DownloadPages" >> DownloadPages(
-        opts.http, opts.download_workers, robots_opt_out=opts.robots_opt_out, honour_robots=opts.honour_robots
+        opts.http, opts.download_workers, robots_opt_out=opts.robots_opt_out, honour_robots=opts.honour_robots,
+        held_hosts=dict(opts.held_hosts),
     )
     return process_pages(p, pages, history, opts)
 

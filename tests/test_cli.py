@@ -142,3 +142,74 @@ def test_status_flags_failing_feeds(tmp_path: Path, capsys) -> None:
     lines = [line for line in out.splitlines() if line.startswith("| ")]
     assert lines[1].startswith("| bad ") and "failing" in lines[1] and "http_5xx" in lines[1]
     assert "feeds: failing 1, ok 1" in out
+
+
+@pytest.mark.slow
+def test_run_once_leaves_auto_disabled_feeds_to_their_retry_schedule(tmp_path: Path, capsys) -> None:
+    """`run --once` polls every enabled feed, but an auto-disabled one only when its rare retry is
+    due (as the scheduler does), and it says how many it skipped."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.config import Source
+    from pipeline.models import FeedState
+    from pipeline.store import Store
+    from tests.fetch.faultserver import FaultServer
+
+    with FaultServer("127.0.0.11") as srv:
+        srv.feed("/ok.xml", items=1)
+        srv.status("/gone.xml", 410)
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(f"feeds:\n  - id: ok\n    url: {srv.url('/ok.xml')}\n"
+                           f"  - id: gone\n    url: {srv.url('/gone.xml')}\n", encoding="utf-8")
+        settings = tmp_path / "newsmon.yaml"
+        settings.write_text("fetch:\n  allow_private_addresses: true\n  per_host_min_gap_seconds: 0\n", encoding="utf-8")
+        data = tmp_path / "data"
+        now = datetime.now(UTC)
+        disabled = FeedState("gone", last_status=410, last_error_kind="http_4xx", error_streak=5, permanent_streak=5,
+                             disabled=True, next_due_at=now + timedelta(hours=20))
+        with Store.open(data) as s:
+            s.sync_feeds([Source(id="ok", url=srv.url("/ok.xml")), Source(id="gone", url=srv.url("/gone.xml"))], now)
+            s.record_poll(disabled, fetched_at=now, outcome="error", status=410, error_kind="http_4xx", error="410",
+                          duration_ms=1)
+        argv = ["run", "--once", "--config", str(settings), "--sources", str(sources), "--data-dir", str(data)]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert srv.hits_for("/gone.xml") == 0 and srv.hits_for("/ok.xml") == 1
+        assert "polled 1 feeds" in out and "skipped 1 auto-disabled feed (retried every 24 h" in out
+
+        # Its retry time has come: this run polls it (and it stays disabled, still 410).
+        with Store.open(data) as s:
+            s.record_poll(FeedState(**{**disabled.__dict__, "next_due_at": now - timedelta(minutes=1)}),
+                          fetched_at=now, outcome="error", status=410, error_kind="http_4xx", error="410", duration_ms=1)
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert srv.hits_for("/gone.xml") == 1 and "skipped" not in out
+        with Store.open(data, read_only=True) as s:
+            assert s.feed_states()["gone"].disabled
+
+
+def test_status_counts_and_lists_dead_letters(tmp_path: Path, capsys) -> None:
+    from datetime import UTC, datetime
+
+    from pipeline.models import FeedItem, FeedState, ItemResult
+    from pipeline.store import Store
+
+    now = datetime.now(UTC)
+    with Store.open(tmp_path / "d") as s:
+        items = [FeedItem(f"i{n}", "f", f"g{n}", f"https://e.org/{n}", "t", "", now, now) for n in range(3)]
+        s.record_poll(FeedState("f"), fetched_at=now, outcome="ok", status=200, error_kind=None, error=None,
+                      duration_ms=0, items=items)
+        s.load_batch("b", [ItemResult(items[0], "download_failed", "http_4xx: https://e.org/0 answered 404"),
+                           ItemResult(items[1], "extract_failed", "ParserError: Document is empty"),
+                           ItemResult(items[2], "retry", "timeout: slow")], now=now, runner="t", started_at=now)
+    assert main(["status", "--data-dir", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "dead letters: 2 (list them: newsmon status --dead-letters)" in out
+    assert "downloads waiting for a retry: 1" in out
+    assert main(["status", "--data-dir", str(tmp_path / "d"), "--dead-letters", "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted((r["key"], r["stage"], r["reason"], r["attempts"]) for r in rows) == [
+        ("i0", "download", "permanent_error", 1), ("i1", "extract", "extract_error", 1)]
+    assert {r["url"] for r in rows} == {"https://e.org/0", "https://e.org/1"}
+    assert main(["status", "--data-dir", str(tmp_path / "d"), "--dead-letters", "--limit", "1"]) == 0
+    assert "showing the latest 1 of 2 dead letters" in capsys.readouterr().out

@@ -98,3 +98,48 @@ def test_check_config_dump_never_prints_secrets(tmp_path: Path, capsys: pytest.C
     assert main(["check-config", "--config", str(cfgfile), "--dump"]) == 0
     out = capsys.readouterr().out
     assert "VERYSECRET" not in out and "**********" in out
+
+
+def _keys(model: type, prefix: str = "") -> set[str]:
+    from pydantic import BaseModel
+
+    out = set()
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        out.add(prefix + name)
+        for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                out |= _keys(arg, f"{prefix}{name}.")
+    return out
+
+
+def _paths(node: object, prefix: str = "") -> set[str]:
+    if not isinstance(node, dict):
+        return set()
+    out = set()
+    for k, v in node.items():
+        out.add(prefix + k)
+        out |= _paths(v, f"{prefix}{k}.")
+    return out
+
+
+def test_the_example_settings_file_is_valid_and_lists_every_key() -> None:
+    import yaml
+
+    example = Path(__file__).resolve().parents[1] / "deploy" / "newsmon.yaml.example"
+    raw = yaml.safe_load(example.read_text(encoding="utf-8"))
+    config.Settings.model_validate(raw)  # strict: an unknown or misspelt key fails here
+    missing = _keys(config.Settings) - _paths(raw)
+    assert not missing, f"keys missing from {example.name}: {sorted(missing)}"
+
+
+def test_slack_web_api_needs_its_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sources.yaml").write_text("feeds:\n  - id: a\n    url: https://example.org/feed\n", encoding="utf-8")
+    settings = tmp_path / "newsmon.yaml"
+    settings.write_text("alerts:\n  slack:\n    channel: C0123\n", encoding="utf-8")
+    monkeypatch.delenv("NEWSMON_SLACK_BOT_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as info:
+        config.load(settings, sources_path=tmp_path / "sources.yaml", env={})
+    assert "NEWSMON_SLACK_BOT_TOKEN" in str(info.value) and info.value.line == 3
+    cfg = config.load(settings, sources_path=tmp_path / "sources.yaml", env={"NEWSMON_SLACK_BOT_TOKEN": "xoxb-1"})
+    assert cfg.secrets.slack_bot_token is not None and cfg.secrets.slack_webhook_url is None
+    assert "xoxb-1" not in json.dumps(cfg.dump(), default=str)

@@ -3,12 +3,14 @@
 The requirement: from the moment a feed item is seen to the moment its article is stored,
 at-least-once delivery into an idempotent store. Killing `newsmon run --once` with SIGKILL at any
 moment and restarting it must leave every feed item stored exactly once, and no alert may be
-lost. An alert may be sent twice only in the documented window of `pipeline.alert.dispatch`
-(the channel accepted it, the process died before the delivery row committed); the test counts
-those repeats and checks that each one is explained by a kill that landed while alerting.
+lost or sent twice. Deliveries are claimed before the channel is called (`pipeline.alert.dispatch`):
+Slack through the Web API reads its channel back after a restart, so it must show every alert
+exactly once whatever the kill. SMTP cannot be asked, so an email that was in flight at the kill is
+sent again (policy `resend`) with the same Message-ID; the test counts those repeats and checks
+that each one is explained by a kill that landed while that email was in flight.
 
-How: the demo's feeds are served from loopback, alerts go to a webhook receiver (the Slack
-channel) and an SMTP server (the email channel). A clean reference cycle on an empty store gives
+How: the demo's feeds are served from loopback, alerts go to a Slack Web API stand-in (bot token,
+channel history with message metadata) and an SMTP server (the email channel). A clean reference cycle on an empty store gives
 the cycle's duration T and the expected items. Then, episode by episode on a fresh store, the CLI
 is started and killed (with its whole process group) after a delay drawn uniformly from
 [0.2 s, T] by a seeded RNG, a few times in a row, and finally run to completion. After every kill
@@ -21,10 +23,8 @@ Environment knobs for this test: NEWSMON_KILL_POINTS (default 18), NEWSMON_KILL_
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -40,14 +40,13 @@ import pytest
 from pipeline.demo import DemoServer
 from pipeline.models import DISPOSITIONS
 from pipeline.store import Store
-from tests.alert.servers import SmtpTestServer, WebhookReceiver
+from tests.alert.servers import SlackApiServer, SmtpTestServer
 from tests.world import write_world_files
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_DELAY = 0.2
 RUN_TIMEOUT = 180.0
 FINAL_DISPOSITIONS = set(DISPOSITIONS) - {"pending"}
-_SLACK_ALERT_ID = re.compile(r"alert `([0-9a-f]+)`")
 
 
 # --------------------------------------------------------------------------- the harness
@@ -109,18 +108,19 @@ def phase_of(log: str) -> str:
 class KillHarness:
     """The servers, the config, and the CLI runs; one instance for many episodes."""
 
-    def __init__(self, workdir: Path, feeds: DemoServer, smtp: SmtpTestServer, hook: WebhookReceiver) -> None:
+    def __init__(self, workdir: Path, feeds: DemoServer, smtp: SmtpTestServer, slack: SlackApiServer) -> None:
         self.workdir = workdir
-        self.feeds, self.smtp, self.hook = feeds, smtp, hook
-        self.sources, self.settings = write_world_files(workdir, feeds, smtp)
+        self.feeds, self.smtp, self.slack = feeds, smtp, slack
+        self.sources, self.settings = write_world_files(workdir, feeds, smtp, slack)
         self.env = {
             **{k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
             "NO_PROXY": "*",
-            "NEWSMON_SLACK_WEBHOOK_URL": hook.url,
+            "NEWSMON_SLACK_BOT_TOKEN": slack.TOKEN,
             "NEWSMON_SMTP_PASSWORD": smtp.password,
             "PYTHONPATH": str(ROOT),
         }
         self.runs = 0
+        self.current: subprocess.Popen[bytes] | None = None  # the run in progress
         self.last_start = 0.0
         self.alert_offset = 0.0  # seconds from start to the end of the batch in the clean cycle
 
@@ -141,6 +141,7 @@ class KillHarness:
             proc = subprocess.Popen(
                 cmd, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+            self.current = proc
             killed = False
             try:
                 proc.wait(timeout=kill_after if kill_after is not None else RUN_TIMEOUT)
@@ -169,7 +170,7 @@ class KillHarness:
 
     def episode(self, index: int, delays: list[float], expected_items: set[str]) -> Episode:
         data = self.workdir / f"episode-{index:03d}"
-        posts0, mails0 = len(self.hook.posts), len(self.smtp.messages)
+        posts0, mails0 = len(self.slack.messages), len(self.smtp.messages)
         ep = Episode(index)
         prev_gaps: dict[str, int] = {}
         for attempt, delay in enumerate(delays, 1):
@@ -192,6 +193,9 @@ class KillHarness:
         check_store(data, ep, expected_items)
         ep.stale_batch_dirs = sum(1 for _ in (data / "batches").glob("*")) if (data / "batches").exists() else 0
         check_deliveries(data, ep, self.received(posts0, mails0))
+        for alert_id, ids in self.email_ids_per_alert(mails0).items():
+            if len(ids) != 1:
+                ep.violations.append(f"email: alert {alert_id} repeated with different Message-IDs {sorted(ids)}")
         return ep
 
     def settled(self, posts0: int, mails0: int) -> dict[str, Counter[str | None]]:
@@ -200,7 +204,7 @@ class KillHarness:
         last, deadline = None, time.monotonic() + 5.0
         while True:
             time.sleep(0.25)
-            now = (len(self.hook.posts), len(self.smtp.messages))
+            now = (len(self.slack.messages), len(self.smtp.messages))
             if now == last or time.monotonic() > deadline:
                 return self.received(posts0, mails0)
             last = now
@@ -208,9 +212,16 @@ class KillHarness:
     def received(self, posts0: int, mails0: int) -> dict[str, Counter[str | None]]:
         """Deliveries per channel and alert id since the given receiver positions."""
         return {
-            "slack": Counter(slack_alert_id(b) for b in self.hook.bodies[posts0:]),
+            "slack": Counter(self.slack.alert_ids()[posts0:]),
             "email": Counter(m.message["X-Newsmon-Alert-Id"] for m in self.smtp.messages[mails0:]),
         }
+
+    def email_ids_per_alert(self, mails0: int) -> dict[str | None, set[str]]:
+        """Message-IDs seen per alert id: a repeat must carry the first copy's Message-ID."""
+        out: dict[str | None, set[str]] = {}
+        for m in self.smtp.messages[mails0:]:
+            out.setdefault(m.message["X-Newsmon-Alert-Id"], set()).add(str(m.message["Message-ID"]))
+        return out
 
 
 def _offset_of(log: str, marker: str, start: float, *, default: float) -> float:
@@ -292,11 +303,6 @@ def check_store(data: Path, ep: Episode, expected_items: set[str]) -> None:
         if twice:
             v.append(f"{twice} (alert, channel) pairs recorded as sent more than once")
         ep.alerts = int(store.scalar("SELECT count(*) FROM alert_outbox"))
-
-
-def slack_alert_id(body: Any) -> str | None:
-    m = _SLACK_ALERT_ID.search(json.dumps(body, ensure_ascii=False))
-    return m.group(1) if m else None
 
 
 def check_deliveries(data: Path, ep: Episode, received: dict[str, Counter[str | None]]) -> None:
@@ -382,8 +388,8 @@ def run_kill_test(
     """Kill points spread over whole cycles, or (`focus_alerts`) over the alerting end of the first cycle."""
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    with DemoServer() as feeds, SmtpTestServer(workdir / "smtp") as smtp, WebhookReceiver() as hook:
-        harness = KillHarness(workdir, feeds, smtp, hook)
+    with DemoServer() as feeds, SmtpTestServer(workdir / "smtp") as smtp, SlackApiServer() as slack:
+        harness = KillHarness(workdir, feeds, smtp, slack)
         cycle, expected, disp = harness.measure()
         log(f"clean cycle: {cycle:.2f} s, {len(expected)} items, dispositions {disp}")
         rng = random.Random(seed)
@@ -420,11 +426,12 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -
     assert t["items_lost"] == 0 and t["items_duplicated"] == 0, text
     assert all(e.items == report.expected_items and e.articles > 0 for e in report.episodes), text
     assert t["alerts_lost"] == 0, text
-    # A repeat is allowed only in the documented window of dispatch.py: the channel had the alert
-    # when the process died, but its delivery row was not committed. Each such kill re-sends that
-    # one alert once on restart, and nothing else repeats.
+    # Slack (Web API) checks in-flight deliveries in the channel: never twice, whatever the kill.
+    assert t["alerts_duplicated"]["slack"] == 0, text
+    # Email cannot be checked: a repeat (same Message-ID) is allowed only for a kill that landed
+    # while that email was in flight (the server had it, its outcome was not committed), one per kill.
     for e in report.episodes:
-        assert e.duplicated == {ch: e.in_flight.get(ch, 0) for ch in e.duplicated}, text
+        assert e.duplicated.get("email", 0) == e.in_flight.get("email", 0), text
         assert sum(e.in_flight.values()) <= e.alerting_kills, text  # one alert in flight per kill, at most
 
 
@@ -455,3 +462,75 @@ def test_reader_opens_the_store_after_a_writer_died_mid_commit(tmp_path: Path) -
     assert "crash_probe" not in tables  # the killed transaction was rolled back, not half applied
     with Store.open(tmp_path) as writer:  # and the daemon opens it afterwards as usual
         assert writer.counts()["feeds"] == 0
+
+
+def test_a_kill_right_after_slack_accepted_the_post_neither_loses_nor_repeats_it(tmp_path: Path) -> None:
+    """The worst moment, made deterministic: the Slack stand-in kills the daemon as soon as it has
+    stored the first alert, before answering. After the restart that alert is found in the
+    channel (by the id in its metadata), recorded as sent, and not posted again."""
+    with DemoServer() as feeds, SmtpTestServer(tmp_path / "smtp") as smtp, SlackApiServer() as slack:
+        harness = KillHarness(tmp_path, feeds, smtp, slack)
+        data = tmp_path / "data"
+
+        def kill_on_first_post(message: dict[str, Any]) -> None:
+            if len(slack.messages) == 1 and harness.current is not None:
+                os.killpg(harness.current.pid, signal.SIGKILL)
+
+        slack.after_post = kill_on_first_post
+        try:
+            rc, killed, _, log = harness.run(data, kill_after=RUN_TIMEOUT)
+        finally:
+            slack.after_post = None
+        assert rc == -signal.SIGKILL and not killed, log[-3000:]  # died by the stand-in's hand
+        first = slack.alert_ids()[0]
+        with Store.open(data, read_only=True) as store:
+            claim = store.query(
+                "SELECT status FROM alert_deliveries WHERE alert_id = ? AND channel = 'slack'", [first]
+            )[1]
+        assert claim == [("sending",)]  # in doubt: claimed, no outcome
+
+        rc, _, _, log = harness.run(data)
+        assert rc == 0, log[-3000:]
+        with Store.open(data, read_only=True) as store:
+            outbox = {r[0] for r in store.query("SELECT alert_id FROM alert_outbox")[1]}
+            (how,) = store.query(
+                "SELECT error FROM alert_deliveries WHERE alert_id = ? AND channel = 'slack' AND status = 'sent'",
+                [first],
+            )[1]
+    ids = slack.alert_ids()
+    assert sorted(ids) == sorted(outbox)  # every alert once, the in-doubt one included
+    assert "confirmed" in (how[0] or "")
+    assert "alert_in_doubt_confirmed" in log
+
+
+def test_a_kill_right_after_the_smtp_server_took_the_mail_repeats_it_with_the_same_message_id(
+    tmp_path: Path,
+) -> None:
+    """SMTP cannot be asked whether a message arrived. An email in flight at the kill is sent again
+    after the restart (on_in_doubt: resend, the default) with the same Message-ID, once."""
+    with DemoServer() as feeds, SmtpTestServer(tmp_path / "smtp") as smtp, SlackApiServer() as slack:
+        harness = KillHarness(tmp_path, feeds, smtp, slack)
+        data = tmp_path / "data"
+
+        def kill_on_first_mail(envelope: object) -> None:
+            if not smtp.messages and harness.current is not None:
+                os.killpg(harness.current.pid, signal.SIGKILL)
+
+        smtp.after_data = kill_on_first_mail
+        try:
+            rc, _, _, log = harness.run(data, kill_after=RUN_TIMEOUT)
+        finally:
+            smtp.after_data = None
+        assert rc == -signal.SIGKILL, log[-3000:]
+        rc, _, _, log = harness.run(data)
+        assert rc == 0, log[-3000:]
+        with Store.open(data, read_only=True) as store:
+            outbox = {r[0] for r in store.query("SELECT alert_id FROM alert_outbox")[1]}
+        first = smtp.messages[0].message["X-Newsmon-Alert-Id"]
+        got = Counter(m.message["X-Newsmon-Alert-Id"] for m in smtp.messages)
+        ids = {str(m.message["Message-ID"]) for m in smtp.messages if m.message["X-Newsmon-Alert-Id"] == first}
+    assert set(got) == outbox
+    assert got[first] == 2 and all(n == 1 for a, n in got.items() if a != first)
+    assert len(ids) == 1  # the repeat is the same message for the receiver's de-duplication
+    assert "alert_in_doubt_resent" in log
+    assert sorted(slack.alert_ids()) == sorted(outbox)

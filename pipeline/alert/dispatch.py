@@ -6,9 +6,18 @@ Each channel keeps its own delivery log: an alert is done on a channel once a de
 or `permanent_error`. Transient failures are retried with exponential backoff (or the server's
 Retry-After) up to `max_attempts`.
 
-Crash safety: the delivery row is committed right after the notifier returns. A crash in the
-milliseconds between the two would re-send that one alert on restart (at-least-once); email
-carries a Message-ID derived from the alert id, so mail systems can recognise the repeat.
+Crash safety: every attempt is claimed before the channel is called (a 'sending' row, committed)
+and its outcome is recorded after. A claim without an outcome means the process died while the
+alert was in flight: it may or may not have arrived. Such an alert is "in doubt", and:
+
+* a channel that can read itself back (`Confirming`: the Slack Web API, through the alert id in
+  message metadata) is asked; if the alert is there it is recorded as sent, with its receipt,
+  and not posted again; if it is not there it is sent. Nothing is lost, nothing doubled.
+* any other channel follows its `on_in_doubt` policy: `resend` (default: at-least-once; email
+  repeats carry the same Message-ID, so mail stores that de-duplicate by it show one message)
+  or `skip` (at-most-once: recorded as 'skipped_in_doubt' and logged, never repeated).
+
+Claiming costs one more store commit per delivery; alerts are few, so that is cheap.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.alert.message import AlertMessage
-from pipeline.alert.notifiers import Notifier
+from pipeline.alert.notifiers import Confirming, Notifier
 from pipeline.errors import PermanentDeliveryError, TransientDeliveryError
 from pipeline.models import parse_datetime
 from pipeline.store import DueAlert, Store
@@ -31,12 +40,33 @@ RETRY_BASE = timedelta(seconds=30)
 RETRY_MAX = timedelta(hours=1)
 
 
+IN_DOUBT_POLICIES = ("resend", "skip")
+
+
 @dataclass
 class DispatchSummary:
     sent: int = 0
     transient: int = 0
     permanent: int = 0
     by_channel: dict[str, int] = field(default_factory=dict)
+    confirmed: int = 0  # in doubt, found in the channel: recorded as sent without posting again
+    resent_in_doubt: int = 0  # in doubt, could not be checked, sent again (policy resend)
+    skipped_in_doubt: int = 0  # in doubt, could not be checked, not sent again (policy skip)
+    observe: Callable[[str, str], None] | None = field(default=None, repr=False, compare=False)
+
+    def count(self, channel: str, outcome: str) -> None:
+        """Count one recorded outcome here and in the observer (live metrics)."""
+        if outcome == "sent":
+            self.sent += 1
+            self.by_channel[channel] = self.by_channel.get(channel, 0) + 1
+        elif outcome == "transient_error":
+            self.transient += 1
+        elif outcome == "permanent_error":
+            self.permanent += 1
+        else:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+        if self.observe is not None:
+            self.observe(channel, outcome)
 
 
 def to_message(due: DueAlert) -> AlertMessage:
@@ -70,17 +100,28 @@ def dispatch(
     *,
     max_attempts: int,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    on_in_doubt: dict[str, str] | None = None,
+    observe: Callable[[str, str], None] | None = None,
 ) -> DispatchSummary:
-    """Send every due alert on every channel once; record each attempt."""
+    """Send every due alert on every channel once; record each attempt (claim, then outcome).
+
+    `on_in_doubt` maps a channel name to "resend" (default) or "skip" for channels that cannot
+    confirm a delivery that was in flight when the process died. `observe(channel, outcome)` is
+    called as each outcome is recorded (metrics), with outcome one of sent, transient_error,
+    permanent_error, confirmed, resent_in_doubt, skipped_in_doubt.
+    """
     by_channel = {n.channel: n for n in notifiers}
-    summary = DispatchSummary()
+    policies = on_in_doubt or {}
+    summary = DispatchSummary(observe=observe)
     for due in store.due_alerts(list(by_channel), now(), max_attempts=max_attempts):
         notifier = by_channel[due.channel]
         msg = to_message(due)
+        if due.claimed_at is not None and not _settle_in_doubt(store, notifier, due, msg, policies, now, summary):
+            continue
+        store.record_delivery(due.alert_id, due.channel, due.attempt, "sending", now=now())
         try:
-            notifier.send(msg)
+            receipt = notifier.send(msg)
         except TransientDeliveryError as e:
-            summary.transient += 1
             when = now()
             store.record_delivery(
                 due.alert_id,
@@ -91,21 +132,83 @@ def dispatch(
                 error=str(e)[:500],
                 next_attempt_at=when + retry_delay(due.attempt, e.retry_after),
             )
+            summary.count(due.channel, "transient_error")
             log.warning(
                 "alert_delivery_failed alert_id=%s channel=%s attempt=%d kind=transient error=%s",
                 due.alert_id, due.channel, due.attempt, e,
             )
             continue
         except PermanentDeliveryError as e:
-            summary.permanent += 1
             store.record_delivery(due.alert_id, due.channel, due.attempt, "permanent_error", now=now(), error=str(e)[:500])
+            summary.count(due.channel, "permanent_error")
             log.error(
                 "alert_delivery_failed alert_id=%s channel=%s attempt=%d kind=permanent error=%s",
                 due.alert_id, due.channel, due.attempt, e,
             )
             continue
-        store.record_delivery(due.alert_id, due.channel, due.attempt, "sent", now=now())
-        summary.sent += 1
-        summary.by_channel[due.channel] = summary.by_channel.get(due.channel, 0) + 1
+        store.record_delivery(due.alert_id, due.channel, due.attempt, "sent", now=now(), receipt=receipt)
+        summary.count(due.channel, "sent")
         log.info("alert_sent alert_id=%s channel=%s topic=%s story_id=%s", due.alert_id, due.channel, due.topic, due.story_id)
     return summary
+
+
+def _settle_in_doubt(
+    store: Store,
+    notifier: Notifier,
+    due: DueAlert,
+    msg: AlertMessage,
+    policies: dict[str, str],
+    now: Callable[[], datetime],
+    summary: DispatchSummary,
+) -> bool:
+    """Decide an in-doubt delivery; True when the alert should be sent (again) now."""
+    assert due.claimed_at is not None
+    claimed = due.attempt - 1  # the attempt in flight; its outcome is recorded against it
+    if isinstance(notifier, Confirming):
+        try:
+            receipt = notifier.confirm(msg, due.claimed_at)
+        except TransientDeliveryError as e:
+            # Cannot tell now: neither resend (could double) nor give up (could lose); ask again
+            # at the next run.
+            log.warning(
+                "alert_in_doubt_unchecked alert_id=%s channel=%s error=%s", due.alert_id, due.channel, e
+            )
+            return False
+        except PermanentDeliveryError as e:
+            log.error(
+                "alert_in_doubt_unchecked alert_id=%s channel=%s error=%s (sending again)",
+                due.alert_id, due.channel, e,
+            )
+            summary.count(due.channel, "resent_in_doubt")
+            return True
+        if receipt is not None:
+            store.record_delivery(
+                due.alert_id, due.channel, claimed, "sent", now=now(),
+                error="confirmed in the channel after a restart", receipt=receipt,
+            )
+            summary.count(due.channel, "confirmed")
+            summary.by_channel[due.channel] = summary.by_channel.get(due.channel, 0) + 1
+            log.info(
+                "alert_in_doubt_confirmed alert_id=%s channel=%s: it had arrived; not sending again",
+                due.alert_id, due.channel,
+            )
+            return False
+        log.info("alert_in_doubt_absent alert_id=%s channel=%s: it had not arrived; sending", due.alert_id, due.channel)
+        return True
+    if policies.get(due.channel, "resend") == "skip":
+        store.record_delivery(
+            due.alert_id, due.channel, claimed, "skipped_in_doubt", now=now(),
+            error=f"in flight when the process stopped at {due.claimed_at.isoformat()}; on_in_doubt=skip",
+        )
+        summary.count(due.channel, "skipped_in_doubt")
+        log.warning(
+            "alert_in_doubt_skipped alert_id=%s channel=%s: may not have arrived; on_in_doubt=skip",
+            due.alert_id, due.channel,
+        )
+        return False
+    summary.count(due.channel, "resent_in_doubt")
+    log.warning(
+        "alert_in_doubt_resent alert_id=%s channel=%s: may have arrived already; on_in_doubt=resend",
+        due.alert_id, due.channel,
+    )
+    return True

@@ -5,8 +5,10 @@ not about one URL: polling the host's other feeds during the wait would ignore w
 `HostBackoff` keeps host -> not-before time; `Daemon.poll` (through `poll_feed`) consults it
 before each request and moves the feed's next poll to that time instead of sending anything.
 
-The map lives in memory: after a restart the feed that was told to wait still carries its own
-next_due_at, and the host's other feeds learn again on their first request.
+The map is kept in memory and persisted by the daemon: `Daemon` writes the holds in force to the
+store's `host_holds` table after each commit of polls that changed them, and loads the unexpired
+ones when it starts (`Store.host_holds`, which also deletes expired rows). So a restart during a
+hold sends nothing to the host before the time it asked for.
 
 Hosts are compared by lower-cased host name without the port, like the per-host limits of
 `pipeline.fetch.http.HttpClient`.

@@ -10,7 +10,9 @@ origin, and answers with `urllib.robotparser` for the client's User-Agent:
   ("unavailable", §2.3.1.3): everything is allowed;
 * 5xx, 429, timeout or a network error ("unreachable", §2.3.1.4): everything is disallowed for
   now; that answer is cached for `error_ttl` only, so the host is asked again soon but not for
-  every page;
+  every page. `verdict(url)` tells this case ("unreachable") from a rule that disallows the page
+  ("disallow"): the downloader puts such items back in the spool for a later retry instead of
+  refusing them;
 * "refused" (the guard said no): allowed here, the page request itself will be refused with the
   guard's reason.
 
@@ -34,12 +36,15 @@ ROBOTS_ERROR_TTL_SECONDS = 3600.0  # how long an "unreachable" (disallow all) an
 ROBOTS_MAX_BYTES = 512 * 1024  # bytes of robots.txt parsed
 ROBOTS_ACCEPT = "text/plain, */*;q=0.5"
 
+ALLOW, DISALLOW, UNREACHABLE = "allow", "disallow", "unreachable"  # the answers of `verdict`
+
 
 @dataclass
 class _Entry:
     parser: urllib.robotparser.RobotFileParser | None  # None: a blanket answer
     allow_all: bool
     expires: float
+    error: str | None = None  # why robots.txt could not be read ("unreachable": disallow for now)
 
 
 def _origin(url: str) -> str | None:
@@ -76,13 +81,26 @@ class RobotsCache:
 
     def allowed(self, url: str) -> bool:
         """May `url` be fetched? URLs that are not http(s) are left to the client to refuse."""
+        return self.verdict(url) == ALLOW
+
+    def verdict(self, url: str) -> str:
+        """ALLOW, DISALLOW (the rules say no) or UNREACHABLE (robots.txt could not be read: no for
+        now, ask again later; `unreachable_reason(url)` says why)."""
         origin = _origin(url)
         if origin is None:
-            return True
+            return ALLOW
         entry = self._entry(origin)
         if entry.parser is None:
-            return entry.allow_all
-        return entry.parser.can_fetch(self.user_agent, url)
+            if entry.allow_all:
+                return ALLOW
+            return UNREACHABLE if entry.error else DISALLOW
+        return ALLOW if entry.parser.can_fetch(self.user_agent, url) else DISALLOW
+
+    def unreachable_reason(self, url: str) -> str | None:
+        origin = _origin(url)
+        with self._lock:
+            entry = self._entries.get(origin) if origin else None
+        return entry.error if entry is not None else None
 
     def _entry(self, origin: str) -> _Entry:
         with self._lock:
@@ -109,9 +127,9 @@ class RobotsCache:
                           "http_3xx"):
                 return _Entry(None, True, self._clock() + self.ttl)
             # decode / content_encoding: the file exists but cannot be read; treat as unreachable.
-            return _Entry(None, False, self._clock() + self.error_ttl)
-        except FetchError:
-            return _Entry(None, False, self._clock() + self.error_ttl)
+            return _Entry(None, False, self._clock() + self.error_ttl, f"{e.kind}: {e}")
+        except FetchError as e:
+            return _Entry(None, False, self._clock() + self.error_ttl, f"{e.kind}: {e}")
         text = resp.body[: self.max_bytes].decode("utf-8", errors="replace")
         parser = urllib.robotparser.RobotFileParser()
         parser.parse(text.splitlines())

@@ -1,10 +1,21 @@
 """DownloadPages: a feed item -> its article page (`Page`), through the shared hardened client.
 
 Consumes `FeedItem`; emits `Page`. A failed download is still a `Page`, with `error` and
-`error_kind` set ("refused" when the address guard or scheme check said no, or when the site's
-robots.txt disallows the page — then `error` is "robots.txt" — else "download_failed"), so the
-item gets a disposition instead of vanishing. Transient failures are retried a few times with
-backoff inside the stage (honouring Retry-After up to a cap).
+`error_kind` set, so the item gets a disposition instead of vanishing:
+
+* "refused": the address guard or scheme check said no, or the site's robots.txt disallows the
+  page (then `error` is "robots.txt"). Final.
+* "download_failed": a permanent error (404, 410, too large, not HTML, ...). Final; the item also
+  goes to the dead letters.
+* "retry" (`RETRY`): a transient error (timeout, 5xx, 429, network) that outlasted the few quick
+  retries inside the stage (with backoff, honouring Retry-After up to a cap), or a robots.txt that
+  could not be read (5xx/timeout/network: RFC 9309 §2.3.1.4, disallow for now). Not final: the
+  store keeps the item pending and retries it in a later batch with backoff, up to a cap of
+  attempts, then gives it up as "download_failed" with a dead letter (`Store.load_batch`).
+
+A page on a host that is held (it answered a feed request with 429/503 and Retry-After; see
+`pipeline.fetch.hosts`) is not requested before the hold ends: it comes back as "retry" too, so the
+whole host gets the quiet it asked for, not only its feeds.
 
 robots.txt is honoured for every item except those whose `feed_id` is in `robots_opt_out` (the
 sources with `robots_txt: false`); it is fetched through the same client and cached per host
@@ -14,17 +25,20 @@ sources with `robots_txt: false`); it is fetched through the same client and cac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import apache_beam as beam
 
 from pipeline.errors import FetchError, PermanentFetchError, TransientFetchError
+from pipeline.fetch.hosts import host_of
 from pipeline.fetch.http import HttpClient, HttpSettings
-from pipeline.fetch.robots import RobotsCache
+from pipeline.fetch.robots import ALLOW, UNREACHABLE, RobotsCache
 from pipeline.models import FeedItem, Page
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+RETRY = "retry"  # Page.error_kind / ItemResult.disposition of a failure worth another batch
 
 
 def download_page(
@@ -36,14 +50,26 @@ def download_page(
     max_wait: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
     robots: RobotsCache | None = None,
+    held_until: datetime | None = None,
 ) -> Page:
     """Pure except for the injected client: fetch the item's URL as HTML.
 
+    With `held_until` (the page's host asked for quiet until then), nothing is requested: the
+    Page comes back with error_kind RETRY.
+
     With `robots`, a page its site's robots.txt disallows is not requested: the Page comes back
-    with error_kind "refused" and error "robots.txt".
+    with error_kind "refused" and error "robots.txt"; when robots.txt is unreachable, with
+    error_kind RETRY.
     """
-    if robots is not None and not robots.allowed(item.url):
-        return Page(item, item.url, 0, "", error="robots.txt", error_kind="refused")
+    if held_until is not None:
+        return Page(item, item.url, 0, "", error=f"host held until {held_until.isoformat()} (Retry-After)", error_kind=RETRY)
+    if robots is not None:
+        verdict = robots.verdict(item.url)
+        if verdict == UNREACHABLE:
+            why = robots.unreachable_reason(item.url) or "unreachable"
+            return Page(item, item.url, 0, "", error=f"robots.txt unreachable: {why}", error_kind=RETRY)
+        if verdict != ALLOW:
+            return Page(item, item.url, 0, "", error="robots.txt", error_kind="refused")
     last: FetchError | None = None
     for attempt in range(attempts):
         try:
@@ -57,15 +83,16 @@ def download_page(
             if attempt + 1 < attempts:
                 sleep(min(max_wait, e.retry_after if e.retry_after is not None else backoff * 2**attempt))
     assert last is not None
-    return Page(item, item.url, last.status or 0, "", error=f"{last.kind}: {last}", error_kind="download_failed")
+    return Page(item, item.url, last.status or 0, "", error=f"{last.kind}: {last}", error_kind=RETRY)
 
 
 class _DownloadFn(beam.DoFn):
     """Downloads a batch of items on a thread pool; the client enforces per-host limits."""
 
     def __init__(self, settings: HttpSettings, workers: int, robots_opt_out: frozenset[str] = frozenset(),
-                 honour_robots: bool = True) -> None:
+                 honour_robots: bool = True, held_hosts: Mapping[str, datetime] | None = None) -> None:
         self.settings = settings
+        self.held_hosts = dict(held_hosts or {})
         self.workers = workers
         self.robots_opt_out = frozenset(robots_opt_out)
         self.honour_robots = honour_robots
@@ -83,8 +110,13 @@ class _DownloadFn(beam.DoFn):
         client = self.client
         robots, opt_out = self.robots, self.robots_opt_out
 
+        held = self.held_hosts
+
         def one(it: FeedItem) -> Page:
-            return download_page(it, client, robots=None if it.feed_id in opt_out else robots)
+            until = held.get(host_of(it.url)) if held else None
+            if until is not None and until <= datetime.now(UTC):
+                until = None
+            return download_page(it, client, robots=None if it.feed_id in opt_out else robots, held_until=until)
 
         yield from self.pool.map(one, batch)
 
@@ -110,8 +142,10 @@ class DownloadPages(beam.PTransform):
         *,
         robots_opt_out: frozenset[str] | set[str] = frozenset(),
         honour_robots: bool = True,
+        held_hosts: Mapping[str, datetime] | None = None,
     ) -> None:
         super().__init__()
+        self.held_hosts = dict(held_hosts or {})  # host -> until: pages there wait (RETRY)
         self.settings = settings
         self.workers = workers
         self.robots_opt_out = frozenset(robots_opt_out)
@@ -125,6 +159,6 @@ class DownloadPages(beam.PTransform):
             | "Spread" >> beam.Reshuffle()
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4 * self.workers)
             | "Download" >> beam.ParDo(
-                _DownloadFn(self.settings, self.workers, self.robots_opt_out, self.honour_robots)
+                _DownloadFn(self.settings, self.workers, self.robots_opt_out, self.honour_robots, self.held_hosts)
             )
         )

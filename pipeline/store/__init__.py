@@ -33,6 +33,7 @@ from pipeline.models import (
     FeedItem,
     FeedState,
     ItemResult,
+    to_json,
 )
 from pipeline.store.connection import connect
 from pipeline.store.migrate import migrate
@@ -48,6 +49,35 @@ class BatchSummary:
     stories_new: int
     matches: int
     alerts_new: int
+    dead_letters: int = 0  # items of this batch given up for good (rows added to dead_letters)
+
+
+# ItemResult.disposition of a page download worth another try (pipeline.stages.download.RETRY):
+# not a final disposition; load_batch keeps the item pending until its retry time, or gives it up.
+RETRY = "retry"
+# An extract_failed with this detail is a page without main text (a judgment); any other detail is
+# an exception raised while extracting, which is dead-lettered.
+_NO_TEXT = "no main text found"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How items whose page could not be fetched for now are retried across batches.
+
+    The n-th failed attempt (n < max_attempts) sets the item's `retry_at` to now + delay(n); the
+    max_attempts-th gives it up: disposition download_failed and a dead letter. With the defaults
+    an item is tried 6 times over about 2.6 hours (5, 10, 20, 40, 80 minutes apart).
+    """
+
+    max_attempts: int = 6
+    base_delay: timedelta = timedelta(minutes=5)
+    max_delay: timedelta = timedelta(hours=6)
+
+    def delay(self, attempts: int) -> timedelta:
+        return min(self.max_delay, self.base_delay * 2 ** min(30, max(0, attempts - 1)))
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -72,6 +102,13 @@ class DueAlert:
     topic: str
     story_id: str
     payload: dict[str, Any]
+    # The previous attempt was claimed ('sending') but has no outcome: the process died while
+    # the channel was being called, so the alert may or may not have arrived.
+    claimed_at: datetime | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.claimed_at is not None
 
 
 def alert_id_for(topic: str, story_id: str) -> str:
@@ -260,13 +297,43 @@ class Store:
             )
         return new_by_feed
 
+    # -- host holds (429/503 Retry-After, pipeline.fetch.hosts) ---------------------------------
+
+    def host_holds(self, now: datetime) -> dict[str, datetime]:
+        """The hosts held at `now` and until when. A writer also deletes the expired rows."""
+        if not self.read_only and self.scalar(f"SELECT count(*) FROM {LAKE}.host_holds WHERE held_until <= ?", [now]):
+            with self.transaction() as con:
+                con.execute(f"DELETE FROM {LAKE}.host_holds WHERE held_until <= ?", [now])
+        _, rows = self.query(
+            f"SELECT host, max(held_until) FROM {LAKE}.host_holds WHERE held_until > ? GROUP BY host ORDER BY host",
+            [now],
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def save_host_holds(self, holds: dict[str, datetime], now: datetime, *, reason: str = "retry_after") -> None:
+        """Make `host_holds` hold exactly the unexpired entries of `holds` (the map in force)."""
+        rows = [
+            {"host": h, "held_until": t, "reason": reason, "updated_at": now}
+            for h, t in sorted(holds.items())
+            if t > now
+        ]
+        with self.transaction() as con:
+            con.execute(f"DELETE FROM {LAKE}.host_holds")
+            _insert(con, "host_holds", rows)
+
     # -- the spool ------------------------------------------------------------------------------
 
-    def pending_items(self, limit: int) -> list[FeedItem]:
+    def pending_items(self, limit: int, *, now: datetime | None = None) -> list[FeedItem]:
+        """Pending items, oldest first. With `now`, items waiting for a retry (`retry_at` later than
+        `now`, see `load_batch`) are left out."""
+        where, params = "disposition = 'pending'", []
+        if now is not None:
+            where += " AND (retry_at IS NULL OR retry_at <= ?)"
+            params.append(now)
         cols, rows = self.query(
             f"SELECT item_id, feed_id, guid, url, title, summary, published, seen_at FROM {LAKE}.items "
-            "WHERE disposition = 'pending' ORDER BY seen_at, item_id LIMIT ?",
-            [limit],
+            f"WHERE {where} ORDER BY seen_at, item_id LIMIT ?",
+            [*params, limit],
         )
         return [FeedItem(*r) for r in rows]
 
@@ -295,17 +362,29 @@ class Store:
         runner: str,
         started_at: datetime,
         topic_descriptions: dict[str, str] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> BatchSummary:
         """Commit a batch's results in one transaction; outbox rows for new (topic, story) alerts.
 
         Idempotent: results for items that are no longer pending (a batch loaded before a crash
         and replayed) are skipped, articles and stories already present are not inserted again,
         and an alert exists at most once per (topic, story).
+
+        Failures: a RETRY result keeps its item pending with `attempts`, `retry_at` and
+        `last_error` set (see `RetryPolicy`; the item carries this batch id, so a replay of the
+        batch does not count the attempt twice); the last allowed attempt, a permanent
+        download_failed and an extract_failed caused by an exception also get a `dead_letters`
+        row (stage, key = item id, reason, attempts, last error, the item as payload).
         """
         topic_descriptions = topic_descriptions or {}
         with self.transaction() as con:
-            pending = _pending_ids(con, [r.item.item_id for r in results])
+            pending = _pending_ids(con, [r.item.item_id for r in results], exclude_batch=batch_id)
             results = [r for r in results if r.item.item_id in pending]
+            attempts_before = _attempts(
+                con, [r.item.item_id for r in results if r.disposition in (RETRY, "download_failed")]
+            )
+            retries: list[dict[str, Any]] = []
+            dead: list[dict[str, Any]] = []
             known_articles = _existing(con, "articles", "article_id", [r.article.article_id for r in results if r.article])
             known_stories = _existing(con, "stories", "story_id", [r.assignment.story_id for r in results if r.assignment])
             known_alerts: set[str] = set()  # alert ids queued in this batch
@@ -314,6 +393,26 @@ class Store:
             for r in results:
                 disposition, detail = r.disposition, r.detail
                 art, asg = r.article, r.assignment
+                if disposition in (RETRY, "download_failed"):
+                    n = attempts_before.get(r.item.item_id, 0) + 1
+                    if disposition == RETRY and n < retry.max_attempts:
+                        retries.append(
+                            {
+                                "item_id": r.item.item_id,
+                                "attempts": n,
+                                "retry_at": now + retry.delay(n),
+                                "last_error": (detail or "")[:2000],
+                                "batch_id": batch_id,
+                            }
+                        )
+                        counts[RETRY] = counts.get(RETRY, 0) + 1
+                        continue
+                    reason = "retries_exhausted" if disposition == RETRY else "permanent_error"
+                    dead.append(_dead_letter(r.item, "download", reason, n, detail, batch_id, now))
+                    if disposition == RETRY:
+                        disposition, detail = "download_failed", f"gave up after {n} attempts; last: {detail}"
+                elif disposition == "extract_failed" and detail != _NO_TEXT:
+                    dead.append(_dead_letter(r.item, "extract", "extract_error", 1, detail, batch_id, now))
                 if disposition == "stored" and art is not None and art.article_id in known_articles:
                     disposition, detail = "duplicate_url", f"article {art.article_id} already stored"
                 if disposition == "stored" and art is not None and asg is not None:
@@ -411,6 +510,10 @@ class Store:
             _insert(con, "topic_matches", matches)
             _insert(con, "alert_outbox", outbox)
             _update_dispositions(con, dispositions)
+            _update_retries(con, retries)
+            known_dead = _existing(con, "dead_letters", "key", [d["key"] for d in dead])
+            dead = [d for d in dead if d["key"] not in known_dead]
+            _insert(con, "dead_letters", dead)
             _insert(
                 con,
                 "batches",
@@ -427,37 +530,52 @@ class Store:
                     }
                 ],
             )
-        return BatchSummary(batch_id, len(results), counts, len(stories), len(matches), len(outbox))
+        return BatchSummary(batch_id, len(results), counts, len(stories), len(matches), len(outbox), len(dead))
 
     # -- alerts ---------------------------------------------------------------------------------
 
     def due_alerts(
         self, channels: Sequence[str], now: datetime, *, max_attempts: int, max_age: timedelta = timedelta(days=2)
     ) -> list[DueAlert]:
-        """Outbox rows not yet done on a channel, whose retry time has come."""
+        """Outbox rows not yet done on a channel, whose retry time has come.
+
+        Attempts are numbered per (alert, channel); each may have a claim row ('sending') and an
+        outcome row. Done means some attempt ended 'sent', 'permanent_error' or
+        'skipped_in_doubt'. When the latest attempt was claimed without an outcome, the row comes
+        back with `claimed_at` set (in doubt), whatever its retry time.
+        """
         if not channels:
             return []
         _, rows = self.query(
             f"""
             WITH ch AS (SELECT unnest(?::VARCHAR[]) AS channel),
+            a AS (
+                SELECT alert_id, channel, attempt,
+                       bool_or(status IN ('sent', 'permanent_error', 'skipped_in_doubt')) AS done,
+                       min(attempted_at) FILTER (WHERE status = 'sending') AS claimed_at,
+                       bool_or(status <> 'sending') AS resolved,
+                       max(next_attempt_at) AS next_at
+                FROM {LAKE}.alert_deliveries GROUP BY alert_id, channel, attempt
+            ),
             d AS (
-                SELECT alert_id, channel, count(*) AS attempts,
-                       bool_or(status IN ('sent', 'permanent_error')) AS done,
-                       arg_max(next_attempt_at, attempted_at) AS next_at
-                FROM {LAKE}.alert_deliveries GROUP BY alert_id, channel
+                SELECT alert_id, channel, max(attempt) AS attempts, bool_or(done) AS done,
+                       arg_max(CASE WHEN resolved THEN NULL ELSE claimed_at END, attempt) AS claimed_at,
+                       arg_max(next_at, attempt) AS next_at
+                FROM a GROUP BY alert_id, channel
             )
-            SELECT o.alert_id, ch.channel, coalesce(d.attempts, 0) + 1, o.topic, o.story_id, o.payload
+            SELECT o.alert_id, ch.channel, coalesce(d.attempts, 0) + 1, o.topic, o.story_id, o.payload,
+                   d.claimed_at
             FROM {LAKE}.alert_outbox o CROSS JOIN ch
             LEFT JOIN d ON d.alert_id = o.alert_id AND d.channel = ch.channel
             WHERE NOT coalesce(d.done, false)
-              AND coalesce(d.attempts, 0) < ?
-              AND (d.next_at IS NULL OR d.next_at <= ?)
+              AND (d.claimed_at IS NOT NULL
+                   OR (coalesce(d.attempts, 0) < ? AND (d.next_at IS NULL OR d.next_at <= ?)))
               AND o.created_at >= ?
             ORDER BY o.created_at, o.alert_id, ch.channel
             """,
             [list(channels), max_attempts, now, now - max_age],
         )
-        return [DueAlert(r[0], r[1], int(r[2]), r[3], r[4], json.loads(r[5])) for r in rows]
+        return [DueAlert(r[0], r[1], int(r[2]), r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
 
     def record_delivery(
         self,
@@ -469,7 +587,9 @@ class Store:
         now: datetime,
         error: str | None = None,
         next_attempt_at: datetime | None = None,
+        receipt: str | None = None,
     ) -> None:
+        """Append one row to the delivery log: a claim ('sending') or an outcome."""
         with self.transaction() as con:
             _insert(
                 con,
@@ -483,6 +603,7 @@ class Store:
                         "error": error,
                         "attempted_at": now,
                         "next_attempt_at": next_attempt_at,
+                        "receipt": receipt,
                     }
                 ],
             )
@@ -494,6 +615,30 @@ class Store:
         for table in ("feeds", "items", "articles", "stories", "story_members", "topic_matches", "alert_outbox"):
             out[table] = int(self.scalar(f"SELECT count(*) FROM {LAKE}.{table}"))
         return out
+
+    # -- dead letters ---------------------------------------------------------------------------
+
+    def dead_letter_count(self) -> int:
+        return int(self.scalar(f"SELECT count(*) FROM {LAKE}.dead_letters") or 0)
+
+    def dead_letters(self, limit: int = 50) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The latest dead letters, newest first: what failed where, why, after how many attempts."""
+        return self.query(
+            f"""SELECT created_at, stage, reason, attempts, feed_id, key,
+                       json_extract_string(payload, '$.url') AS url, error
+                FROM {LAKE}.dead_letters ORDER BY created_at DESC, key LIMIT ?""",
+            [limit],
+        )
+
+    # -- retries --------------------------------------------------------------------------------
+
+    def retry_counts(self, now: datetime) -> tuple[int, datetime | None]:
+        """Pending items waiting for a retry of their download, and the earliest retry time."""
+        _, rows = self.query(
+            f"SELECT count(*), min(retry_at) FROM {LAKE}.items WHERE disposition = 'pending' AND retry_at > ?",
+            [now],
+        )
+        return int(rows[0][0]), rows[0][1]
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -584,14 +729,61 @@ def _new_items(con: duckdb.DuckDBPyConnection, items: Sequence[FeedItem]) -> lis
     return [it for iid, it in unique.items() if iid not in seen]
 
 
-def _pending_ids(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> set[str]:
+def _pending_ids(con: duckdb.DuckDBPyConnection, ids: Sequence[str], exclude_batch: str | None = None) -> set[str]:
+    """Which of `ids` are pending; with `exclude_batch`, not those that batch already set to retry."""
     if not ids:
         return set()
+    sql = f"SELECT item_id FROM {LAKE}.items WHERE disposition = 'pending' AND item_id IN (SELECT unnest(?::VARCHAR[]))"
+    params: list[Any] = [list(ids)]
+    if exclude_batch is not None:
+        sql += " AND batch_id IS DISTINCT FROM ?"
+        params.append(exclude_batch)
+    rows = con.execute(sql, params).fetchall()
+    return {r[0] for r in rows}
+
+
+def _attempts(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, int]:
+    """Failed download attempts so far of each of `ids` (those never retried are left out)."""
+    if not ids:
+        return {}
     rows = con.execute(
-        f"SELECT item_id FROM {LAKE}.items WHERE disposition = 'pending' AND item_id IN (SELECT unnest(?::VARCHAR[]))",
+        f"SELECT item_id, attempts FROM {LAKE}.items WHERE attempts IS NOT NULL "
+        "AND item_id IN (SELECT unnest(?::VARCHAR[]))",
         [list(ids)],
     ).fetchall()
-    return {r[0] for r in rows}
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def _dead_letter(
+    item: FeedItem, stage: str, reason: str, attempts: int, error: str | None, batch_id: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "stage": stage,
+        "key": item.item_id,
+        "error": (error or "")[:2000],
+        "payload": to_json(item),  # the FeedItem: enough to replay it
+        "created_at": now,
+        "reason": reason,
+        "attempts": attempts,
+        "feed_id": item.feed_id,
+        "batch_id": batch_id,
+    }
+
+
+def _update_retries(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    """Items that stay pending after a failed attempt: count it and set the next attempt's time."""
+    if not rows:
+        return
+    data = pa.Table.from_pylist(rows)
+    con.register("_retry", data)
+    try:
+        con.execute(
+            f"""UPDATE {LAKE}.items SET attempts = u.attempts, retry_at = u.retry_at,
+                last_error = u.last_error, batch_id = u.batch_id
+                FROM _retry u WHERE items.item_id = u.item_id"""
+        )
+    finally:
+        con.unregister("_retry")
 
 
 def _update_dispositions(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:

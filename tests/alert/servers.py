@@ -3,6 +3,7 @@
     SmtpTestServer(workdir)   aiosmtpd with STARTTLS (self-signed certificate made at start-up)
                               and AUTH LOGIN/PLAIN for alerts/s3cret; records every message
     WebhookReceiver()         HTTP server that records POSTed JSON and answers as told
+    SlackApiServer()          chat.postMessage + conversations.history with metadata, one bot token
     closed_port()             a loopback port nothing listens on (connection refused)
     SilentServer()            accepts TCP connections and never says a word (timeouts)
 
@@ -29,6 +30,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -125,6 +127,8 @@ class _RecordingHandler:
         reply = self._server.data_reply
         if reply is not None:
             return reply
+        if self._server.after_data is not None:
+            self._server.after_data(envelope)
         raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
@@ -150,6 +154,8 @@ class SmtpTestServer:
     * `auth_attempts`: list of `AuthAttempt`.
     * `data_reply`: set to an SMTP reply such as "451 4.3.0 Try again later" to answer DATA
       with it instead of accepting (the message is then not recorded); None to accept.
+    * `after_data`: a callable run with each envelope once its DATA has arrived and before the
+      server answers (the message is recorded whatever the client does next).
     """
 
     USERNAME = "alerts"
@@ -172,6 +178,7 @@ class SmtpTestServer:
         self.messages: list[ReceivedMail] = []
         self.auth_attempts: list[AuthAttempt] = []
         self.data_reply: str | None = None
+        self.after_data: Any = None  # called with the envelope once DATA is in, before the reply
         self.cert_path, self.key_path = write_self_signed_cert(self.workdir / "smtp-tls")
         self._controller: Controller | None = None
 
@@ -343,6 +350,132 @@ class SilentServer:
             self._sock = None
 
     def __enter__(self) -> SilentServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- Slack Web API
+
+
+class SlackApiServer:
+    """A small stand-in for the Slack Web API on 127.0.0.1: `chat.postMessage` and
+    `conversations.history`, enough for a bot that posts alerts and reads its channel back.
+
+    * `api_url`: the base URL to give the client (`http://127.0.0.1:PORT/api/`).
+    * `TOKEN`, `CHANNEL`: the only bot token and channel id it accepts (`invalid_auth`,
+      `channel_not_found` otherwise).
+    * `messages`: every message posted, as dicts with ts, text, blocks, metadata (in order).
+    * `alert_ids()`: the alert id of every posted message (from its metadata), in order.
+    * `answer_post(status, error, headers)`: make the next `chat.postMessage` calls fail like that
+      (error=None and status=200 to go back to normal); `history_error` does the same for
+      `conversations.history`. `calls` counts requests per method.
+    * `after_post`: a callable run with each message after it is stored and before the answer is
+      sent (e.g. to kill the client right after Slack accepted its post).
+    """
+
+    TOKEN = "xoxb-0000-newsmon-test-token"
+    CHANNEL = "C0NEWSMON1"
+
+    def __init__(self) -> None:
+        self._server = HTTPServer(host=LOOPBACK, port=0)
+        self._server.no_handler_status_code = 404
+        self.messages: list[dict[str, Any]] = []
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._post_fault: tuple[int, str | None, dict[str, str]] = (200, None, {})
+        self.history_error: str | None = None
+        self.after_post: Any = None  # called with each posted message before the answer goes out
+        self._clock = 1_700_000_000.0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOOPBACK}:{self._server.port}/api/"
+
+    def alert_ids(self) -> list[str | None]:
+        return [(m.get("metadata") or {}).get("event_payload", {}).get("alert_id") for m in self.messages]
+
+    def answer_post(self, status: int = 200, error: str | None = None, headers: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self._post_fault = (status, error, dict(headers or {}))
+
+    def _json(self, body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
+
+    def _auth(self, request: Request) -> Response | None:
+        if request.headers.get("Authorization") != f"Bearer {self.TOKEN}":
+            return self._json({"ok": False, "error": "invalid_auth"})
+        return None
+
+    def _post(self, request: Request) -> Response:
+        with self._lock:
+            self.calls["chat.postMessage"] = self.calls.get("chat.postMessage", 0) + 1
+            status, error, headers = self._post_fault
+        denied = self._auth(request)
+        if denied is not None:
+            return denied
+        if error is not None or status != 200:
+            return self._json({"ok": False, "error": error or "internal_error"}, status, headers)
+        body = request.get_json(force=True, silent=True) or {}
+        if body.get("channel") != self.CHANNEL:
+            return self._json({"ok": False, "error": "channel_not_found"})
+        with self._lock:
+            # Real ts values are unique per channel and increase; a fake clock keeps them so.
+            self._clock = max(self._clock + 0.000100, time.time())
+            ts = f"{self._clock:.6f}"
+            message = {
+                "type": "message",
+                "ts": ts,
+                "text": body.get("text"),
+                "blocks": body.get("blocks"),
+                "metadata": body.get("metadata"),
+            }
+            self.messages.append(message)
+        if self.after_post is not None:
+            self.after_post(message)
+        return self._json({"ok": True, "channel": self.CHANNEL, "ts": ts, "message": message})
+
+    def _history(self, request: Request) -> Response:
+        with self._lock:
+            self.calls["conversations.history"] = self.calls.get("conversations.history", 0) + 1
+        denied = self._auth(request)
+        if denied is not None:
+            return denied
+        if self.history_error:
+            return self._json({"ok": False, "error": self.history_error})
+        args = {**request.args.to_dict(), **request.form.to_dict()}  # the SDK sends a form POST
+        if args.get("channel") != self.CHANNEL:
+            return self._json({"ok": False, "error": "channel_not_found"})
+        oldest = float(args.get("oldest") or 0)
+        limit = int(args.get("limit") or 100)
+        start = int(args.get("cursor") or 0)
+        with_meta = args.get("include_all_metadata") in ("1", "true", "True")
+        with self._lock:
+            found = [m for m in reversed(self.messages) if float(m["ts"]) > oldest]  # newest first
+        page = found[start : start + limit]
+        if not with_meta:
+            page = [{k: v for k, v in m.items() if k != "metadata"} for m in page]
+        more = start + limit < len(found)
+        return self._json({
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        })
+
+    def start(self) -> SlackApiServer:
+        self._server.expect_request("/api/chat.postMessage", method="POST").respond_with_handler(self._post)
+        self._server.expect_request("/api/conversations.history").respond_with_handler(self._history)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server.is_running():
+            self._server.stop()
+        self._server.clear()
+
+    def __enter__(self) -> SlackApiServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

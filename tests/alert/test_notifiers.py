@@ -11,11 +11,17 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.alert.message import AlertMessage, render_slack, render_subject, render_text
-from pipeline.alert.notifiers import ConsoleNotifier, EmailNotifier, Notifier, SlackWebhookNotifier
+from pipeline.alert.notifiers import (
+    ConsoleNotifier,
+    EmailNotifier,
+    Notifier,
+    SlackApiNotifier,
+    SlackWebhookNotifier,
+)
 from pipeline.alert.notifiers.email import message_id
 from pipeline.alert.notifiers.slack import parse_retry_after
 from pipeline.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
-from tests.alert.servers import SilentServer, SmtpTestServer, WebhookReceiver
+from tests.alert.servers import SilentServer, SlackApiServer, SmtpTestServer, WebhookReceiver
 
 ALERT = AlertMessage(
     alert_id="a1b2c3d4e5f60718",
@@ -353,3 +359,79 @@ def test_console_closed_stream_is_permanent() -> None:
     stream.close()
     with pytest.raises(PermanentDeliveryError):
         ConsoleNotifier(stream).send(ALERT)
+
+
+# --------------------------------------------------------------------------- Slack Web API
+
+
+def _slack_api(server: SlackApiServer, token: str | None = None) -> SlackApiNotifier:
+    return SlackApiNotifier(token or server.TOKEN, server.CHANNEL, api_url=server.api_url, timeout=5)
+
+
+def test_slack_api_posts_with_alert_metadata_and_returns_the_ts() -> None:
+    with SlackApiServer() as server:
+        ts = _slack_api(server).send(ALERT)
+        (posted,) = server.messages
+        assert ts == posted["ts"]
+        assert posted["metadata"] == {
+            "event_type": "newsmon_alert",
+            "event_payload": {"alert_id": ALERT.alert_id, "topic": ALERT.topic, "story_id": ALERT.story_id},
+        }
+        assert posted["blocks"] == render_slack(ALERT)["blocks"]
+
+
+def test_slack_api_confirm_finds_only_this_alert() -> None:
+    since = datetime.now(UTC)
+    with SlackApiServer() as server:
+        notifier = _slack_api(server)
+        assert notifier.confirm(ALERT, since) is None
+        notifier.send(replace(ALERT, alert_id="another-alert"))
+        assert notifier.confirm(ALERT, since) is None
+        ts = notifier.send(ALERT)
+        for n in range(250):  # the answer is on a later page of history
+            notifier.send(replace(ALERT, alert_id=f"later-{n}"))
+        assert notifier.confirm(ALERT, since) == ts
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "headers", "kind", "retry_after"),
+    [
+        (429, "ratelimited", {"Retry-After": "7"}, TransientDeliveryError, 7.0),
+        (500, "internal_error", {}, TransientDeliveryError, None),
+        (200, "fatal_error", {}, TransientDeliveryError, None),
+        (200, "not_in_channel", {}, PermanentDeliveryError, None),
+        (200, "is_archived", {}, PermanentDeliveryError, None),
+        (200, "missing_scope", {}, PermanentDeliveryError, None),
+    ],
+)
+def test_slack_api_errors_are_classified(status, error, headers, kind, retry_after) -> None:  # type: ignore[no-untyped-def]
+    with SlackApiServer() as server:
+        server.answer_post(status, error, headers)
+        with pytest.raises(kind) as info:
+            _slack_api(server).send(ALERT)
+        assert error in str(info.value)
+        assert getattr(info.value, "retry_after", None) == retry_after
+
+
+def test_slack_api_wrong_token_is_permanent_and_never_shown() -> None:
+    with SlackApiServer() as server:
+        wrong = "xoxb-wrong-secret-token"
+        notifier = _slack_api(server, token=wrong)
+        with pytest.raises(PermanentDeliveryError) as info:
+            notifier.send(ALERT)
+        assert "invalid_auth" in str(info.value)
+        assert wrong not in str(info.value) and wrong not in repr(notifier)
+
+
+def test_slack_api_unreachable_is_transient(closed_port: int) -> None:
+    notifier = SlackApiNotifier("xoxb-t", "C1", api_url=f"http://127.0.0.1:{closed_port}/api/", timeout=2)
+    with pytest.raises(TransientDeliveryError):
+        notifier.send(ALERT)
+    with pytest.raises(TransientDeliveryError):
+        notifier.confirm(ALERT, datetime.now(UTC))
+
+
+@pytest.mark.parametrize("url", ["http://slack.example.org/api/", "ftp://127.0.0.1/api/", "not a url"])
+def test_slack_api_rejects_unsafe_api_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        SlackApiNotifier("xoxb-t", "C1", api_url=url)

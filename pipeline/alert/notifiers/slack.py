@@ -1,4 +1,13 @@
-"""Slack channel: post an alert to an incoming webhook.
+"""Slack channel: post an alert to an incoming webhook, or with the Web API as a bot.
+
+Two ways to reach Slack:
+
+* `SlackWebhookNotifier`: an incoming webhook URL. Simple to set up, but Slack answers only "ok":
+  there is no message id and no way to read the channel back, so a delivery in flight when the
+  daemon dies cannot be checked (see `alerts.slack.on_in_doubt`).
+* `SlackApiNotifier`: a bot token and a channel id. Every alert carries its id in message metadata
+  and the returned `ts` is kept, so an in-flight delivery is checked after a restart and never
+  posted twice, and later copies can become thread replies.
 
 Contract of `SlackWebhookNotifier.send` (one HTTP POST, no retries inside):
 
@@ -24,9 +33,11 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
-from slack_sdk.errors import SlackRequestError
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.webhook import WebhookClient
 
 from pipeline.alert.message import AlertMessage, render_slack
@@ -143,3 +154,167 @@ class SlackWebhookNotifier:
             retry_after = parse_retry_after(_header(response.headers, "retry-after"))
             raise TransientDeliveryError(detail, retry_after=retry_after)
         raise PermanentDeliveryError(detail)
+
+
+# --------------------------------------------------------------------------- Web API
+
+# Slack Web API error codes after which the same request cannot succeed until someone changes the
+# configuration (token, scopes, channel membership) or the message. Anything else that Slack
+# reports with ok=false (internal_error, fatal_error, service_unavailable, request_timeout, ...)
+# is treated as transient.
+_PERMANENT_API_ERRORS = frozenset({
+    "access_denied", "account_inactive", "channel_not_found", "ekm_access_denied", "enterprise_is_restricted",
+    "invalid_arguments", "invalid_auth", "invalid_blocks", "invalid_blocks_format", "invalid_metadata_format",
+    "invalid_metadata_schema", "is_archived", "metadata_too_large", "missing_scope", "msg_too_long",
+    "no_permission", "no_text", "not_allowed_token_type", "not_authed", "not_in_channel",
+    "org_login_required", "restricted_action", "team_access_not_granted", "token_expired", "token_revoked",
+    "too_many_attachments",
+})
+
+# Message metadata that marks a message as a newsmon alert, so a restarted daemon can find out
+# whether an alert it was sending when it died reached the channel.
+METADATA_EVENT = "newsmon_alert"
+
+
+class SlackApiNotifier:
+    """Deliver alerts with the Slack Web API (`chat.postMessage`) as a bot, to one channel.
+
+    Unlike an incoming webhook, the Web API answers with the message's `ts` (kept as the delivery
+    receipt, the anchor for later thread replies) and lets newsmon read the channel back: every
+    alert carries message metadata `{"event_type": "newsmon_alert", "event_payload": {"alert_id": ...}}`
+    and `confirm()` looks for it in `conversations.history`. That is what makes a delivery that was
+    in flight when the daemon died checkable instead of a guess, so the alert is neither lost nor
+    posted twice. The bot needs the scopes `chat:write` and `channels:history` (or
+    `groups:history` for a private channel) and must be a member of the channel.
+
+    Outcomes of `send` (one request, no retries inside; the outbox owns retries):
+
+        ok                                             delivered, returns the message ts
+        HTTP 429 / error ratelimited                   TransientDeliveryError with Retry-After
+        HTTP 5xx, other ok=false errors                TransientDeliveryError
+        connection refused/reset, DNS, timeout         TransientDeliveryError
+        invalid_auth, not_in_channel, channel_not_found, missing_scope, invalid_blocks, ...
+                                                       PermanentDeliveryError
+
+    The token is a secret: it is never logged, never put into error messages, and `repr` hides it.
+    """
+
+    channel = "slack"
+
+    def __init__(
+        self,
+        token: str,
+        channel_id: str,
+        *,
+        api_url: str = "https://slack.com/api/",
+        timeout: float = 10.0,
+        history_pages: int = 10,
+    ) -> None:
+        parts = urlsplit(api_url.strip())
+        host = parts.hostname or ""
+        if parts.scheme not in ("https", "http") or not host:
+            raise ConfigError("slack api_url must be an absolute https:// URL")
+        if parts.scheme == "http" and not _is_loopback(host):
+            raise ConfigError("slack api_url must use https:// (plain http is allowed only for loopback)")
+        if not token.strip():
+            raise ConfigError("slack bot token is empty")
+        if not channel_id.strip():
+            raise ConfigError("slack channel is empty; give the channel id (C...) the bot posts to")
+        if timeout <= 0:
+            raise ConfigError("slack timeout must be positive")
+        self._token = token.strip()
+        self.channel_id = channel_id.strip()
+        self.api_url = api_url.strip().rstrip("/") + "/"
+        self.timeout = timeout
+        self.history_pages = history_pages
+        # retry_handlers=[]: the outbox owns retries (see SlackWebhookNotifier).
+        self._client = WebClient(
+            token=self._token,
+            base_url=self.api_url,
+            timeout=int(max(1, round(timeout))),
+            logger=_SDK_LOG,
+            retry_handlers=[],
+        )
+
+    def __repr__(self) -> str:
+        return f"SlackApiNotifier(channel={self.channel_id!r}, api_url={self.api_url!r}, token='***')"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***")
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        """Run one Web API call; map every failure to Transient/PermanentDeliveryError."""
+        try:
+            return fn(**kwargs)
+        except SlackApiError as err:
+            response = err.response
+            status = getattr(response, "status_code", 0) or 0
+            code = ""
+            try:
+                code = str((response.data or {}).get("error") or "")
+            except AttributeError:
+                code = ""
+            detail = f"slack: {what} failed: HTTP {status}" + (f" {code}" if code else "")
+            if status == 429 or code == "ratelimited":
+                retry_after = parse_retry_after(_header(getattr(response, "headers", None), "retry-after"))
+                raise TransientDeliveryError(detail, retry_after=retry_after) from None
+            if code in _PERMANENT_API_ERRORS or (400 <= status < 500 and status not in _TRANSIENT_STATUSES):
+                raise PermanentDeliveryError(detail) from None
+            raise TransientDeliveryError(detail) from None
+        except (SlackRequestError, ValueError) as err:
+            raise PermanentDeliveryError(
+                f"slack: {what}: request could not be built ({type(err).__name__}); check the configuration"
+            ) from None
+        except (OSError, http.client.HTTPException) as err:
+            reason = self._scrub(str(getattr(err, "reason", err)))
+            raise TransientDeliveryError(
+                f"slack: cannot reach {self.api_url}: {type(err).__name__}: {reason}"
+            ) from None
+
+    def send(self, msg: AlertMessage) -> str | None:
+        payload = render_slack(msg)
+        response = self._call(
+            "chat.postMessage",
+            self._client.chat_postMessage,
+            channel=self.channel_id,
+            text=payload["text"],
+            blocks=payload["blocks"],
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata={
+                "event_type": METADATA_EVENT,
+                "event_payload": {"alert_id": msg.alert_id, "topic": msg.topic, "story_id": msg.story_id},
+            },
+        )
+        ts = response.get("ts") if hasattr(response, "get") else None
+        log.debug("slack: posted alert %s ts=%s", msg.alert_id, ts)
+        return str(ts) if ts else None
+
+    def confirm(self, msg: AlertMessage, since: datetime) -> str | None:
+        """The ts of this alert's message if the channel has it (posted at or after `since`,
+        less a minute of clock skew), else None. Raises TransientDeliveryError when the channel
+        cannot be read now, so the caller decides later rather than guessing."""
+        oldest = f"{max(0.0, since.timestamp() - 60):.6f}"
+        cursor: str | None = None
+        for _ in range(self.history_pages):
+            response = self._call(
+                "conversations.history",
+                self._client.conversations_history,
+                channel=self.channel_id,
+                oldest=oldest,
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for m in response.get("messages") or ():
+                meta = m.get("metadata") or {}
+                if meta.get("event_type") == METADATA_EVENT and (meta.get("event_payload") or {}).get(
+                    "alert_id"
+                ) == msg.alert_id:
+                    return str(m.get("ts") or "") or "found"
+            cursor = ((response.get("response_metadata") or {}).get("next_cursor")) or None
+            if not cursor:
+                return None
+        raise TransientDeliveryError(
+            f"slack: more than {self.history_pages} pages of channel history since the claim; cannot confirm"
+        )
