@@ -38,7 +38,15 @@ Cost: the work per add is bounded by the candidate limits of `DedupSettings`, ne
 index: near-copy candidates come from a banded MinHash LSH (at most `max_copy_candidates`, the
 newest first), rewrite candidates from postings of each document's rarest words and names,
 restricted to its window (terms in more than `max_term_docs` documents of the window are no
-evidence, at most `max_candidates` documents and `max_candidate_stories` stories are scored).
+evidence, and the scan of a term's posting stops as soon as it is that common; candidates are
+ranked by their evidence, the sum over the shared terms of log(max_term_docs / the term's documents
+in the window), so a shared rare name outweighs shared common words, and at most `max_candidates`
+documents and `max_candidate_stories` stories are scored). A story whose upper bound of similarity
+(Cauchy-Schwarz over the terms its members share with the document, needing no weighing) cannot
+beat the best story found so far is not weighed at all. Weighing a document
+is a C-level pass of look-ups over its sorted terms plus array arithmetic (each space is one run
+of the sorted terms; the background df of its words and names is kept with it), and a member is
+scored by gathering the new document's weights onto its cached weight array.
 bench/bench_dedup_scale.py measures it with 1,000 and 100,000 stored articles.
 
 Retention: the index keeps at most `max_history` documents, evicting the first added, and, with
@@ -57,12 +65,13 @@ import math
 import re
 import sys
 import unicodedata
+from bisect import bisect_left
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from itertools import islice
+from itertools import chain, islice, repeat
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -116,8 +125,8 @@ class DedupSettings:
     min_shared_salient: int = 2           # salient terms a candidate document must share
     max_postings_scan: int = 2_000        # newest documents scanned per salient term
     max_term_docs: int = 300              # a term in more documents of the window is no candidate evidence
-    max_candidates: int = 100             # candidate documents kept per add (most terms shared)
-    max_candidate_stories: int = 20       # stories scored per add
+    max_candidates: int = 100             # candidate documents kept per add (most evidence shared)
+    max_candidate_stories: int = 6        # stories scored per add (the most evidence first)
     max_story_sample: int = 20            # newest distinct members a document is averaged against
     vector_cache_size: int = 5_000        # weighted vectors kept between adds
     max_copy_candidates: int = 50         # LSH candidates (newest first) whose containment is computed
@@ -231,7 +240,7 @@ _TOKEN = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*")
 _SENTENCE_END = frozenset(".!?:;")
 _SUFFIXES = ("ing", "ed", "es", "s")
 _COMMON_OPENER_ZIPF = 4.5   # a capitalised word this common that opens a sentence is not a name
-_TERM_SPACES = ("w:", "n:", "p:", "l:")
+_RUN_SPACES = ("l:", "n:", "p:", "w:")   # the order of the spaces in a sorted tuple of terms
 
 
 @lru_cache(maxsize=1)
@@ -595,7 +604,8 @@ class _Doc:
     doc_id: str
     published: float | None       # POSIX timestamp
     title: str                    # normalised, for the optional title similarity
-    terms: tuple[str, ...]        # interned; what its similarity vector is made of
+    terms: tuple[str, ...]        # sorted, interned; what its similarity vector is made of
+    background: np.ndarray        # float32 background df of its "l:", "n:" and "w:" terms, in order
     df_only: tuple[str, ...]      # terms counted in the IDF but left out of the vector (shared lines)
     line_hashes: frozenset[int]
     salient: tuple[str, ...]      # terms under which the candidate index files it
@@ -605,11 +615,12 @@ class _Doc:
     counted: bool                 # in the corpus statistics (not a copy of a counted document)
 
     def df_terms(self) -> Iterable[str]:
-        yield from (t for t in self.terms if not t.startswith("l:"))
-        yield from self.df_only
+        # The "l:" terms sort first: the rest of `terms` counts.
+        return chain(islice(self.terms, bisect_left(self.terms, "n:"), None), self.df_only)
 
 
 _DAY = 86_400.0
+_UNKNOWN_TIME = math.nan   # the publication time of an undated document in the postings
 
 
 def _timestamp(when: datetime | None) -> float | None:
@@ -636,7 +647,7 @@ class StoryIndex:
         # story_id -> member keys, term -> keys of the documents filed under it; both in
         # insertion order (dicts as ordered sets), so the newest come last.
         self._stories: dict[str, dict[int, None]] = {}
-        self._postings: dict[str, dict[int, None]] = {}
+        self._postings: dict[str, dict[int, float]] = {}   # key -> its publication time (NaN: undated)
         # Corpus statistics for the IDF. Copies are not counted: a story reprinted ten times
         # would otherwise make its own words look common.
         self._df: Counter[str] = Counter()
@@ -647,7 +658,7 @@ class StoryIndex:
         self._line_docs: Counter[int] = Counter()
         # Weighted vectors of stored documents, kept between adds (see _refresh_vectors).
         self._vectors_size = 0
-        self._vector_cache: OrderedDict[int, dict[str, float]] = OrderedDict()
+        self._vector_cache: OrderedDict[int, np.ndarray] = OrderedDict()
         # (published, key) of the dated documents, oldest first, for `retention_days`.
         self._by_age: list[tuple[float, int]] = []
         self._newest: float | None = None
@@ -731,11 +742,35 @@ class StoryIndex:
             members = self._story_sample(story_id, new.published)
             if not members:
                 continue
+            if best is not None and self._similarity_bound(new, vector, members) < best[0] - 1e-9:
+                continue   # cannot beat the best story: its members need not be weighed
             sims = [(self._similarity(new, vector, member), member) for member in members]
             average = sum(score for score, _ in sims) / len(sims)
             if best is None or average > best[0]:
                 best = (average, max(sims, key=lambda item: (item[0], -item[1].key))[1])
         return best
+
+    def _similarity_bound(self, new: _Doc, vector: dict[str, float], members: list[_Doc]) -> float:
+        """An upper bound of the average similarity of `new` to `members`, from shared terms alone.
+
+        Per space, Cauchy-Schwarz over the k terms a member shares with `new`: its weights there
+        have length at most sqrt(weight / total * k / (norm_floor_terms + k)), whatever IDF they
+        were weighed with (each IDF is at most log N, the floor is norm_floor_terms * (log N)**2).
+        """
+        s = self.settings
+        weights = {"l": s.lead_weight, "n": s.name_weight, "p": s.phrase_weight, "w": s.word_weight}
+        total = sum(weights.values())
+        bound = 0.0
+        for member in members:
+            squares: dict[str, list[float]] = {}
+            for term in vector.keys() & member.terms:
+                squares.setdefault(term[0], []).append(vector[term] ** 2)
+            for space, values in squares.items():
+                k = len(values)
+                bound += math.sqrt(weights[space] / total * k / (s.norm_floor_terms + k) * math.fsum(values))
+            if s.title_weight and new.title and member.title:
+                bound += s.title_weight
+        return bound / len(members)
 
     def _in_window(self, a: float | None, b: float | None) -> bool:
         if a is None or b is None:
@@ -747,33 +782,45 @@ class StoryIndex:
 
         The candidates come from the postings of its salient terms alone (never from a scan of the
         index): the newest `max_postings_scan` documents of each posting, those outside the
-        window skipped, the `max_candidates` sharing most terms kept.
+        window skipped, the `max_candidates` with the most evidence kept (the sum over the shared
+        terms of log(max_term_docs / documents of the window holding the term): a large window
+        brings chance overlaps on common words, which rank below a shared rare name).
         """
         s = self.settings
         shared: Counter[int] = Counter()
-        docs = self._docs
+        evidence: dict[int, float] = {}   # key -> sum over the shared terms of log(cap / their df in the window)
         when = new.published
         window = s.window_days * _DAY
         for term in new.salient:
-            posting = self._postings.get(term, ())
+            posting = self._postings.get(term)
+            if posting is None:
+                continue
             if when is None:
-                keys = list(islice(reversed(posting), s.max_postings_scan))
+                keys = list(islice(reversed(posting), min(s.max_postings_scan, s.max_term_docs + 1)))
+            elif len(posting) <= 32:
+                # Postings run oldest to newest: scan the newest.
+                keys = [key for key, other in reversed(posting.items()) if other != other or abs(other - when) <= window]
             else:
-                keys = []
-                for n, key in enumerate(reversed(posting)):
-                    if n >= s.max_postings_scan:   # postings run oldest to newest: scan the newest
-                        break
-                    other = docs[key].published
-                    if other is None or abs(other - when) <= window:
-                        keys.append(key)
+                # A long posting: its newest `max_postings_scan` times compared in one array pass.
+                n = min(len(posting), s.max_postings_scan)
+                times = np.fromiter(islice(reversed(posting.values()), n), dtype=np.float64, count=n)
+                inside = np.isnan(times) | (np.abs(times - when) <= window)
+                if int(np.count_nonzero(inside)) > s.max_term_docs:
+                    continue
+                order = np.fromiter(islice(reversed(posting), n), dtype=np.int64, count=n)
+                keys = order[inside].tolist()
             if len(keys) > s.max_term_docs:
                 # Common in the window (a large history makes chance overlaps of such terms
                 # frequent): no evidence of a shared story, and the cost would grow with the index.
                 continue
             shared.update(keys)
+            # The fewer documents of the window hold the term, the more a shared one says.
+            weight = math.log((s.max_term_docs + 1.0) / len(keys)) if keys else 0.0
+            for key in keys:
+                evidence[key] = evidence.get(key, 0.0) + weight
         ranked = sorted(
             (item for item in shared.items() if item[1] >= s.min_shared_salient),
-            key=lambda item: (-item[1], -item[0]),
+            key=lambda item: (-evidence[item[0]], -item[1], -item[0]),
         )
         stories: dict[str, None] = {}
         taken = 0
@@ -802,7 +849,15 @@ class StoryIndex:
         return distinct or copies[: self.settings.max_story_sample]
 
     def _similarity(self, new: _Doc, vector: dict[str, float], member: _Doc) -> float:
-        score = _dot(vector, self._cached_vector(member))
+        """The dot product of the weighted vectors of `new` and `member` (see `_space_idf`).
+
+        The member's vector is an array over its sorted terms; `new`'s weights are gathered onto
+        them by a C-level pass of dictionary look-ups, and the sum runs in the member's term order
+        (deterministic).
+        """
+        weights = self._cached_vector(member)
+        gathered = np.fromiter(map(vector.get, member.terms, repeat(0.0)), dtype=np.float64, count=len(member.terms))
+        score = float(gathered @ weights)
         weight = self.settings.title_weight
         if weight and new.title and member.title:
             score += weight * fuzz.token_set_ratio(new.title, member.title) / 100.0
@@ -820,41 +875,61 @@ class StoryIndex:
             self._vectors_size = self._corpus_size
             self._vector_cache.clear()
 
-    def _weigh(self, doc: _Doc) -> dict[str, float]:
-        """Binary TF-IDF per space, each space scaled to length sqrt(weight / total weight).
+    def _space_idf(self, doc: _Doc) -> tuple[np.ndarray, dict[str, float], list[int]]:
+        """IDF of each term of `doc` (0 where not positive), the scale of each space, the space runs.
 
-        The dot product of two such vectors is the weighted mean of the per-space cosines.
+        Binary TF-IDF per space, each space scaled to length sqrt(weight / total weight): the
+        dot product of two such vectors is the weighted mean of the per-space cosines.
         IDF: the corpus plus `prior_docs` pseudo-documents of general English (wordfreq). With a
         few documents the background tells 'Witkoff' from 'report'; as the corpus grows it takes
-        over, and the words a whole stream shares lose their weight.
+        over, and the words a whole stream shares lose their weight. `doc.terms` is sorted, so
+        each space ("l:", "n:", "p:", "w:") is one run of it; the work is a C-level pass of
+        dictionary look-ups and array arithmetic, not a Python loop over the terms.
         """
         s = self.settings
-        weights = {"w:": s.word_weight, "n:": s.name_weight, "p:": s.phrase_weight, "l:": s.lead_weight}
-        total = sum(weights.values())
+        terms = doc.terms
+        bounds = [0, *(bisect_left(terms, space) for space in _RUN_SPACES[1:]), len(terms)]
+        lead_end, name_end, pair_end = bounds[1], bounds[2], bounds[3]
         log_docs = math.log(self._corpus_size + s.prior_docs + 1.0)
+        # A lead word is as rare as the same word anywhere: one document frequency for both.
+        bases = [t[2:] for t in terms[:lead_end]]
+        df = np.fromiter(
+            map(self._df.get, chain(bases, islice(terms, lead_end, None)), repeat(0)), dtype=np.float64, count=len(terms)
+        )
+        df[:name_end] += doc.background[:name_end]
+        df[pair_end:] += doc.background[name_end:]
+        idf = log_docs - np.log(df + 1.0)
+        np.maximum(idf, 0.0, out=idf)
+        squares = idf * idf
         # A space of a handful of terms (an article with two numbers and no names) would reach
         # cosine 1 on one shared term: every norm gets `norm_floor_terms` terms of top IDF.
         floor = s.norm_floor_terms * log_docs**2
-        df_of = self._df.get
-        spaces: dict[str, dict[str, float]] = {space: {} for space in _TERM_SPACES}
-        for term in doc.terms:
-            # A lead word is as rare as the same word anywhere: one document frequency for both.
-            base = term[2:] if term.startswith("l:") else term
-            df = df_of(base, 0) + _background_df(base, s.prior_docs, s.prior_doc_length)
-            idf = log_docs - math.log(df + 1.0)
-            if idf > 0:
-                spaces[term[:2]][term] = idf
-        vector: dict[str, float] = {}
-        for space, values in spaces.items():
-            if values and weights[space] > 0:
-                scale = math.sqrt(weights[space] / total) / math.sqrt(floor + sum(v * v for v in values.values()))
-                vector.update((t, v * scale) for t, v in values.items())
-        return vector
+        weights = (s.lead_weight, s.name_weight, s.phrase_weight, s.word_weight)
+        total = sum(weights)
+        scales: dict[str, float] = {}
+        for n, space in enumerate(_RUN_SPACES):
+            a, b = bounds[n], bounds[n + 1]
+            if weights[n] > 0 and b > a:
+                scales[space[0]] = math.sqrt(weights[n] / total) / math.sqrt(floor + float(squares[a:b].sum()))
+            else:
+                scales[space[0]] = 0.0
+        return idf, scales, bounds
 
-    def _cached_vector(self, doc: _Doc) -> dict[str, float]:
+    def _weights(self, doc: _Doc) -> np.ndarray:
+        """The weighted vector of `doc` as an array over `doc.terms`: idf * scale of its space."""
+        idf, scales, bounds = self._space_idf(doc)
+        return idf * np.repeat([scales[space[0]] for space in _RUN_SPACES], np.diff(bounds))
+
+    def _weigh(self, doc: _Doc) -> dict[str, float]:
+        """The weighted vector of `doc`: term -> idf * scale of its space (positive weights only)."""
+        values = self._weights(doc).tolist()
+        return {t: v for t, v in zip(doc.terms, values, strict=True) if v > 0}
+
+    def _cached_vector(self, doc: _Doc) -> np.ndarray:
+        """The weighted vector of a stored document (an array over its terms), kept between adds."""
         vector = self._vector_cache.get(doc.key)
         if vector is None:
-            vector = self._vector_cache[doc.key] = self._weigh(doc)
+            vector = self._vector_cache[doc.key] = self._weights(doc)
             if len(self._vector_cache) > self.settings.vector_cache_size:
                 self._vector_cache.popitem(last=False)
         else:
@@ -877,13 +952,28 @@ class StoryIndex:
             published=_timestamp(doc.published),
             title=normalise_text(doc.title),
             terms=terms,
+            background=self._background(terms),
             df_only=tuple(sorted(t for t in full - own if not t.startswith("l:"))),
             line_hashes=frozenset(text.line_hashes),
             salient=self._salient(terms),
-            content_words=sum(1 for t in terms if t.startswith("w:")),
+            content_words=len(terms) - bisect_left(terms, "w:"),
             story_id="",
             link="",
             counted=counted,
+        )
+
+    def _background(self, terms: tuple[str, ...]) -> np.ndarray:
+        """The background df of the lead (of its base term), name and word terms of sorted `terms`.
+
+        Fixed for the life of the document, so weighing it later needs only the corpus counts.
+        """
+        s = self.settings
+        name_end, pair_end = bisect_left(terms, "p:"), bisect_left(terms, "w:")
+        lead_end = bisect_left(terms, "n:")
+        spaced = chain((t[2:] for t in terms[:lead_end]), islice(terms, lead_end, name_end), islice(terms, pair_end, None))
+        count = name_end + len(terms) - pair_end
+        return np.fromiter(
+            map(_word_background_df, spaced, repeat(s.prior_docs), repeat(s.prior_doc_length)), dtype=np.float32, count=count
         )
 
     def _own_lines(self, text: _Text) -> list[int]:
@@ -902,18 +992,18 @@ class StoryIndex:
         """The rarest words and names in general English: stable as the corpus grows, unlike IDF."""
         s = self.settings
         prior, length = s.prior_docs, s.prior_doc_length
+        names = islice(terms, bisect_left(terms, "n:"), bisect_left(terms, "p:"))
+        words = islice(terms, bisect_left(terms, "w:"), None)
         ranked = heapq.nsmallest(
-            s.salient_terms,
-            ((_word_background_df(t, prior, length), t) for t in terms if t[:2] in ("w:", "n:")),
+            s.salient_terms, ((_word_background_df(t, prior, length), t) for t in chain(names, words))
         )
         return tuple(t for _, t in ranked)
 
     def _count(self, terms: Iterable[str], sign: int = 1) -> None:
         df = self._df
         get = df.get
-        if sign > 0:
-            for term in terms:
-                df[term] = get(term, 0) + sign
+        if sign == 1:
+            df.update(terms)   # Counter counts an iterable in C
         else:
             for term in terms:
                 left = get(term, 0) + sign
@@ -932,7 +1022,7 @@ class StoryIndex:
         self._copies.insert(key, text)
         self._stories.setdefault(doc.story_id, {})[key] = None
         for term in doc.salient:
-            self._postings.setdefault(term, {})[key] = None
+            self._postings.setdefault(term, {})[key] = _UNKNOWN_TIME if doc.published is None else doc.published
         if doc.counted:
             self._line_docs.update(doc.line_hashes)
         if doc.published is not None:
@@ -985,11 +1075,6 @@ def _discard(table: dict[str, dict[int, None]], name: str, key: int) -> None:
         members.pop(key, None)
         if not members:
             del table[name]
-
-
-def _dot(a: dict[str, float], b: dict[str, float]) -> float:
-    # fsum is exact, so the result does not depend on the (hash-seeded) order of the shared keys.
-    return math.fsum(a[t] * b[t] for t in a.keys() & b.keys())
 
 
 # ---------------------------------------------------------------------------------------------

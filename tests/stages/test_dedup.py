@@ -396,3 +396,74 @@ def test_ecbplus_bcubed_floor(corpora: Path) -> None:
     recall = sum(len(members[predicted[d]] & truth[gold[d]]) / len(truth[gold[d]]) for d in gold) / len(gold)
     f1 = 2 * precision * recall / (precision + recall)
     assert f1 >= 0.90, (precision, recall, f1)
+
+
+def _reference_vector(index: StoryIndex, doc) -> dict[str, float]:
+    """The weighted vector term by term, as the module docstring defines it."""
+    import math
+
+    from pipeline.stages.dedup import _background_df
+
+    s = index.settings
+    weights = {"w:": s.word_weight, "n:": s.name_weight, "p:": s.phrase_weight, "l:": s.lead_weight}
+    log_docs = math.log(index._corpus_size + s.prior_docs + 1.0)
+    spaces: dict[str, dict[str, float]] = {space: {} for space in weights}
+    for term in doc.terms:
+        base = term[2:] if term.startswith("l:") else term
+        df = index._df.get(base, 0) + _background_df(base, s.prior_docs, s.prior_doc_length)
+        idf = log_docs - math.log(df + 1.0)
+        if idf > 0:
+            spaces[term[:2]][term] = idf
+    vector = {}
+    for space, values in spaces.items():
+        if values and weights[space] > 0:
+            norm = math.sqrt(s.norm_floor_terms * log_docs**2 + sum(v * v for v in values.values()))
+            scale = math.sqrt(weights[space] / sum(weights.values())) / norm
+            vector.update((t, v * scale) for t, v in values.items())
+    return vector
+
+
+def test_vectorised_weights_match_the_term_by_term_definition() -> None:
+    index = StoryIndex()
+    for name in (A, B, C):
+        index.add(seed(name))
+    doc = index._make_doc(seed(A2), _cut_for_test(seed(A2)), True)
+    got, want = index._weigh(doc), _reference_vector(index, doc)
+    assert got.keys() == want.keys() and len(got) > 50
+    assert all(abs(got[t] - want[t]) < 1e-6 for t in want)
+    member = index._docs[index._by_doc_id[A]]
+    index._vector_cache.clear()   # a cached vector may be a generation behind: weigh afresh
+    dot = sum(want[t] * v for t, v in _reference_vector(index, member).items() if t in want)
+    assert abs(index._similarity(doc, got, member) - dot) < 1e-6
+
+
+def test_a_term_common_in_the_window_is_no_candidate_evidence() -> None:
+    day = datetime(2025, 8, 5, 9, tzinfo=UTC)
+    settings = DedupSettings(max_term_docs=3, min_shared_salient=1)
+    index = StoryIndex(settings)
+    text = seed(A).text
+    for n in range(5):
+        index.add(DedupDoc(f"a{n}", text, published=day + timedelta(hours=n)), story_id=f"s_{n}")
+    probe = index._make_doc(seed(A2, published=day + timedelta(hours=6)), _cut_for_test(seed(A2)), True)
+    # The five stored copies share all their salient terms: each is in more than three documents.
+    assert index._candidate_stories(probe) == []
+    few = StoryIndex(settings)
+    for n in range(3):
+        few.add(DedupDoc(f"a{n}", text, published=day + timedelta(hours=n)), story_id=f"s_{n}")
+    assert few._candidate_stories(probe) != []
+
+
+def test_candidates_are_ranked_by_the_rarity_of_what_they_share() -> None:
+    # Twenty documents share three terms with the probe, one shares two names nobody else has:
+    # with a single story scored, the rare overlap is the one looked at, not the larger common one.
+    day = datetime(2025, 8, 5, 9, tzinfo=UTC)
+    index = StoryIndex(DedupSettings(max_candidate_stories=1, min_shared_salient=2))
+    for n in range(20):
+        text = f"The harbour ferry reached Bexley pier number {n} after a delay this morning."
+        index.add(DedupDoc(f"c{n}", text, published=day), story_id=f"s_common{n}")
+    index.add(DedupDoc("r", "Officials said Zorvak Quillan signed papers in a quiet office.", published=day),
+              story_id="s_rare")
+    text = "Zorvak Quillan took the harbour ferry to Bexley and signed papers there."
+    probe = index._make_doc(DedupDoc("p", text, published=day), _cut_for_test(DedupDoc("p", text)), True)
+    assert {"n:zorvak", "n:quillan", "n:bexley"} <= set(probe.salient)
+    assert index._candidate_stories(probe) == ["s_rare"]
