@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -238,6 +238,37 @@ class SmtpTestServer:
         self.stop()
 
 
+# --------------------------------------------------------------------------- HTTP stand-ins
+
+
+class _HttpStandIn:
+    """A pytest-httpserver on 127.0.0.1 with the routes `_routes()` registers; a context manager."""
+
+    def __init__(self) -> None:
+        self._server = HTTPServer(host=LOOPBACK, port=0)
+        self._server.no_handler_status_code = 404
+        self._lock = threading.Lock()
+
+    def _routes(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._routes()
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server.is_running():
+            self._server.stop()
+        self._server.clear()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 # --------------------------------------------------------------------------- HTTP webhook
 
 
@@ -249,7 +280,7 @@ class ReceivedPost:
     json: Any = field(default=None)   # parsed body, None when it was not JSON
 
 
-class WebhookReceiver:
+class WebhookReceiver(_HttpStandIn):
     """A Slack-like incoming-webhook endpoint on 127.0.0.1.
 
     * `url`: the full webhook URL (its path contains the fake secret `SECRET`).
@@ -263,10 +294,8 @@ class WebhookReceiver:
     PATH = f"/services/T00NEWSMON/B00NEWSMON/{SECRET}"
 
     def __init__(self) -> None:
-        self._server = HTTPServer(host=LOOPBACK, port=0)
-        self._server.no_handler_status_code = 404
+        super().__init__()
         self.posts: list[ReceivedPost] = []
-        self._lock = threading.Lock()
         self._reply: tuple[int, str, dict[str, str]] = (200, "ok", {})
 
     @property
@@ -307,21 +336,8 @@ class WebhookReceiver:
             status, body, headers = self._reply
         return Response(body, status=status, headers=headers, content_type="text/plain; charset=utf-8")
 
-    def start(self) -> WebhookReceiver:
+    def _routes(self) -> None:
         self._server.expect_request(self.PATH, method="POST").respond_with_handler(self._handle)
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server.is_running():
-            self._server.stop()
-        self._server.clear()
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- a server that hangs
@@ -359,7 +375,7 @@ class SilentServer:
 # --------------------------------------------------------------------------- Slack Web API
 
 
-class SlackApiServer:
+class SlackApiServer(_HttpStandIn):
     """A small stand-in for the Slack Web API on 127.0.0.1: `chat.postMessage` and
     `conversations.history`, enough for a bot that posts alerts and reads its channel back.
 
@@ -379,11 +395,9 @@ class SlackApiServer:
     CHANNEL = "C0NEWSMON1"
 
     def __init__(self) -> None:
-        self._server = HTTPServer(host=LOOPBACK, port=0)
-        self._server.no_handler_status_code = 404
+        super().__init__()
         self.messages: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
-        self._lock = threading.Lock()
         self._post_fault: tuple[int, str | None, dict[str, str]] = (200, None, {})
         self.history_error: str | None = None
         self.after_post: Any = None  # called with each posted message before the answer goes out
@@ -464,19 +478,6 @@ class SlackApiServer:
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         })
 
-    def start(self) -> SlackApiServer:
+    def _routes(self) -> None:
         self._server.expect_request("/api/chat.postMessage", method="POST").respond_with_handler(self._post)
         self._server.expect_request("/api/conversations.history").respond_with_handler(self._history)
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server.is_running():
-            self._server.stop()
-        self._server.clear()
-
-    def __enter__(self) -> SlackApiServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
