@@ -43,18 +43,22 @@ ranked by their evidence, the sum over the shared terms of log(max_term_docs / t
 in the window), so a shared rare name outweighs shared common words, and at most `max_candidates`
 documents and `max_candidate_stories` stories are scored). A story whose upper bound of similarity
 (Cauchy-Schwarz over the terms its members share with the document, needing no weighing) cannot
-beat the best story found so far is not weighed at all. Weighing a document
-is a C-level pass of look-ups over its sorted terms plus array arithmetic (each space is one run
-of the sorted terms; the background df of its words and names is kept with it), and a member is
-scored by gathering the new document's weights onto its cached weight array.
+beat the best story found so far is not weighed at all. Terms are interned to integer ids when a
+document is made (one look-up per term), and document frequencies live in an array indexed by id,
+so weighing a document is one gather of that array at its ids plus array arithmetic, whatever the
+size of the index (each space is one run of its ids, in sorted term order; the background df of
+its words and names is kept with it); a member is scored by gathering the new document's weights
+(a binary search of its sorted ids) onto the member's cached weight array. Candidate evidence is
+summed in one array pass.
 bench/bench_dedup_scale.py measures it with 1,000 and 100,000 stored articles.
 
 Retention: the index keeps at most `max_history` documents, evicting the first added, and, with
 `retention_days`, none published that long before the newest one; an evicted document leaves
 every structure (URL and text tables, LSH bands, postings, story members, term and line
-statistics, cached vectors). Shingles are kept as sorted 32-bit hashes and words, names and lead
-terms are interned; a news article of ~500 words still takes ~50-75 kB, most of it its word
-pairs and their document frequencies, so the bound is what caps memory.
+statistics, cached vectors; a term no live document holds or counts leaves the term table).
+Shingles are kept as sorted 32-bit hashes and terms as int32 ids; a news article of ~500 words
+still takes ~50-75 kB, most of it its word pairs in the term table, so the bound is what caps
+memory.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ class DedupSettings:
 
     window_days: float = 3.0              # rewrites only within +-window of publication (both dates known)
     # near copies
-    near_copy_containment: float = 0.8    # shingle containment that makes a near copy
+    near_copy_containment: float = 0.7    # shingle containment of a near copy; 0.7 lets an updated paragraph pass
     near_copy_min_ratio: float = 0.25     # smaller/larger shingle count: a brief inside a roundup is no copy
     min_shingles: int = 10                # fewer shingles than this: too short to call a near copy
     lsh_threshold: float = 0.2            # Jaccard of the LSH: a 40% trim (J 0.4) is a candidate with p 0.99
@@ -596,6 +600,94 @@ class _CopyIndex:
 # The story index.
 
 
+class _TermTable:
+    """Terms interned to int32 ids, and the document frequency of each in an array indexed by id.
+
+    A term is looked up in the table once per document, when the document is made or counted;
+    weighing a document later is a gather of `df` at its ids. An id lives while a stored document
+    holds its term or its document frequency is positive, then it is freed for reuse, so the
+    table follows the live documents.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._names: list[str | None] = []
+        self._free: list[int] = []
+        self.df = np.zeros(1 << 12, dtype=np.int32)      # id -> counted documents holding the term
+        self._refs = np.zeros(1 << 12, dtype=np.int32)   # id -> stored documents holding the term
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def ids(self, terms: Iterable[str]) -> np.ndarray:
+        """The ids of `terms` (interning new ones), in their order."""
+        terms = terms if isinstance(terms, (list, tuple)) else list(terms)
+        get = self._ids.get
+        got = list(map(get, terms))
+        if None in got:
+            for n, term in enumerate(terms):
+                if got[n] is None:
+                    found = get(term)
+                    got[n] = self._new(term) if found is None else found
+        return np.array(got, dtype=np.int32)
+
+    def _new(self, term: str) -> int:
+        if self._free:
+            i = self._free.pop()
+            self._names[i] = term
+        else:
+            i = len(self._names)
+            self._names.append(term)
+            if i >= len(self.df):
+                size = 2 * len(self.df)
+                self.df = np.concatenate((self.df, np.zeros(size - len(self.df), dtype=np.int32)))
+                self._refs = np.concatenate((self._refs, np.zeros(size - len(self._refs), dtype=np.int32)))
+        self._ids[term] = i
+        return i
+
+    def df_of(self, term: str) -> int:
+        i = self._ids.get(term)
+        return 0 if i is None else int(self.df[i])
+
+    def names(self, ids: np.ndarray) -> list[str]:
+        return [self._names[i] for i in ids.tolist()]  # type: ignore[misc]
+
+    def count(self, ids: np.ndarray, sign: int) -> None:
+        """Add `sign` to the document frequency of `ids` (distinct)."""
+        self.df[ids] += sign
+
+    def hold(self, ids: np.ndarray, sign: int) -> None:
+        """Add `sign` to the stored documents holding `ids` (distinct)."""
+        self._refs[ids] += sign
+
+    def release(self, ids: np.ndarray) -> None:
+        """Free those of `ids` no stored document holds and no counted document has."""
+        dead = ids[(self.df[ids] <= 0) & (self._refs[ids] <= 0)]
+        names, table, free = self._names, self._ids, self._free
+        for i in dead.tolist():
+            name = names[i]
+            if name is not None:   # an id may come twice
+                del table[name]
+                names[i] = None
+                free.append(i)
+
+
+@dataclass(frozen=True, eq=False)
+class _Vector:
+    """The weighted vector of a new document: its term ids of positive weight, sorted, and weights."""
+
+    ids: np.ndarray
+    weights: np.ndarray
+
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        """The weight of each of `ids` (0.0 where the vector has none)."""
+        if not len(self.ids):
+            return np.zeros(len(ids), dtype=np.float64)
+        pos = np.searchsorted(self.ids, ids)
+        np.minimum(pos, len(self.ids) - 1, out=pos)
+        return np.where(self.ids[pos] == ids, self.weights[pos], 0.0)
+
+
 @dataclass
 class _Doc:
     """What the index keeps of one document for the rewrite rung."""
@@ -604,9 +696,11 @@ class _Doc:
     doc_id: str
     published: float | None       # POSIX timestamp
     title: str                    # normalised, for the optional title similarity
-    terms: tuple[str, ...]        # sorted, interned; what its similarity vector is made of
+    ids: np.ndarray               # int32 ids of its terms, in sorted term order: its similarity vector
+    bounds: tuple[int, ...]       # where each space ("l:", "n:", "p:", "w:") runs in `ids`
+    lead_base: np.ndarray         # int32 ids of the base terms of its "l:" terms (their df is the base's)
     background: np.ndarray        # float32 background df of its "l:", "n:" and "w:" terms, in order
-    df_only: tuple[str, ...]      # terms counted in the IDF but left out of the vector (shared lines)
+    df_only: np.ndarray           # int32 ids of terms counted in the IDF but left out of the vector
     line_hashes: frozenset[int]
     salient: tuple[str, ...]      # terms under which the candidate index files it
     content_words: int
@@ -614,9 +708,17 @@ class _Doc:
     link: str
     counted: bool                 # in the corpus statistics (not a copy of a counted document)
 
-    def df_terms(self) -> Iterable[str]:
-        # The "l:" terms sort first: the rest of `terms` counts.
-        return chain(islice(self.terms, bisect_left(self.terms, "n:"), None), self.df_only)
+    def df_ids(self) -> np.ndarray:
+        """Ids of the terms counted in the IDF: the "l:" terms sort first, the rest of `ids` counts."""
+        return np.concatenate((self.ids[self.bounds[1] :], self.df_only))
+
+    def held_ids(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The term ids the document holds, in arrays of distinct ids: what keeps a term interned.
+
+        `ids` and `df_only` are disjoint; the lead's base terms are in `ids` as well, held again
+        so that their ids live as long as the document, whatever its lines.
+        """
+        return self.ids, self.lead_base, self.df_only
 
 
 _DAY = 86_400.0
@@ -650,7 +752,7 @@ class StoryIndex:
         self._postings: dict[str, dict[int, float]] = {}   # key -> its publication time (NaN: undated)
         # Corpus statistics for the IDF. Copies are not counted: a story reprinted ten times
         # would otherwise make its own words look common.
-        self._df: Counter[str] = Counter()
+        self._terms = _TermTable()
         self._corpus_size = 0
         self._observed: dict[str, bool] = {}   # doc_id -> counted by observe(), not added yet
         # Body lines of the counted documents -> how many contain them. A line a document shares
@@ -683,7 +785,8 @@ class StoryIndex:
             counted = self._copies.find(text) is None and probe.find(text) is None
             if counted:
                 probe.insert(n, text)
-                self._count(t for t in _terms(text.title, text.body, self.settings) if not t.startswith("l:"))
+                terms = self._terms.ids([t for t in _terms(text.title, text.body, self.settings) if not t.startswith("l:")])
+                self._count(terms)
             self._observed[doc.doc_id] = counted
 
     def add(self, doc: DedupDoc, story_id: str | None = None) -> StoryAssignment:
@@ -703,7 +806,7 @@ class StoryIndex:
         new = self._make_doc(doc, text, counted)
         if counted and not observed:
             # Judged within a corpus that holds it, as an observed document is.
-            self._count(new.df_terms())
+            self._count(new.df_ids())
         if story_id is not None:
             assignment = StoryAssignment(doc.doc_id, story_id, "original", None, 0.0)
         elif copy is not None:
@@ -750,7 +853,7 @@ class StoryIndex:
                 best = (average, max(sims, key=lambda item: (item[0], -item[1].key))[1])
         return best
 
-    def _similarity_bound(self, new: _Doc, vector: dict[str, float], members: list[_Doc]) -> float:
+    def _similarity_bound(self, new: _Doc, vector: _Vector, members: list[_Doc]) -> float:
         """An upper bound of the average similarity of `new` to `members`, from shared terms alone.
 
         Per space, Cauchy-Schwarz over the k terms a member shares with `new`: its weights there
@@ -758,16 +861,18 @@ class StoryIndex:
         were weighed with (each IDF is at most log N, the floor is norm_floor_terms * (log N)**2).
         """
         s = self.settings
-        weights = {"l": s.lead_weight, "n": s.name_weight, "p": s.phrase_weight, "w": s.word_weight}
-        total = sum(weights.values())
+        weights = (s.lead_weight, s.name_weight, s.phrase_weight, s.word_weight)
+        total = sum(weights)
         bound = 0.0
         for member in members:
-            squares: dict[str, list[float]] = {}
-            for term in vector.keys() & member.terms:
-                squares.setdefault(term[0], []).append(vector[term] ** 2)
-            for space, values in squares.items():
-                k = len(values)
-                bound += math.sqrt(weights[space] / total * k / (s.norm_floor_terms + k) * math.fsum(values))
+            gathered = vector.gather(member.ids)
+            runs = member.bounds
+            for n, weight in enumerate(weights):
+                shared = gathered[runs[n] : runs[n + 1]]
+                shared = shared[shared > 0]
+                k = len(shared)
+                if k:
+                    bound += math.sqrt(weight / total * k / (s.norm_floor_terms + k) * math.fsum((shared * shared).tolist()))
             if s.title_weight and new.title and member.title:
                 bound += s.title_weight
         return bound / len(members)
@@ -787,8 +892,8 @@ class StoryIndex:
         brings chance overlaps on common words, which rank below a shared rare name).
         """
         s = self.settings
-        shared: Counter[int] = Counter()
-        evidence: dict[int, float] = {}   # key -> sum over the shared terms of log(cap / their df in the window)
+        found: list[np.ndarray] = []     # per useful term: the keys of its documents in the window
+        weights: list[np.ndarray] = []   # and log(cap / their number), repeated for each
         when = new.published
         window = s.window_days * _DAY
         for term in new.salient:
@@ -808,23 +913,27 @@ class StoryIndex:
                 if int(np.count_nonzero(inside)) > s.max_term_docs:
                     continue
                 order = np.fromiter(islice(reversed(posting), n), dtype=np.int64, count=n)
-                keys = order[inside].tolist()
+                keys = order[inside]
             if len(keys) > s.max_term_docs:
                 # Common in the window (a large history makes chance overlaps of such terms
                 # frequent): no evidence of a shared story, and the cost would grow with the index.
                 continue
-            shared.update(keys)
-            # The fewer documents of the window hold the term, the more a shared one says.
-            weight = math.log((s.max_term_docs + 1.0) / len(keys)) if keys else 0.0
-            for key in keys:
-                evidence[key] = evidence.get(key, 0.0) + weight
-        ranked = sorted(
-            (item for item in shared.items() if item[1] >= s.min_shared_salient),
-            key=lambda item: (-evidence[item[0]], -item[1], -item[0]),
-        )
+            if len(keys):
+                # The fewer documents of the window hold the term, the more a shared one says.
+                found.append(np.asarray(keys, dtype=np.int64))
+                weights.append(np.full(len(keys), math.log((s.max_term_docs + 1.0) / len(keys))))
+        if not found:
+            return []
+        # Per candidate: the shared terms, and the evidence (summed in term order, in one array pass).
+        keys, inverse, shared = np.unique(np.concatenate(found), return_inverse=True, return_counts=True)
+        evidence = np.bincount(inverse, weights=np.concatenate(weights), minlength=len(keys))
+        enough = shared >= s.min_shared_salient
+        keys, shared, evidence = keys[enough], shared[enough], evidence[enough]
+        # Most evidence first, then most shared terms, then the newest.
+        ranked = keys[np.lexsort((-keys, -shared, -evidence))]
         stories: dict[str, None] = {}
         taken = 0
-        for key, _ in ranked:
+        for key in ranked.tolist():
             other = self._docs[key]
             stories.setdefault(other.story_id, None)
             taken += 1
@@ -848,15 +957,15 @@ class StoryIndex:
                     break
         return distinct or copies[: self.settings.max_story_sample]
 
-    def _similarity(self, new: _Doc, vector: dict[str, float], member: _Doc) -> float:
+    def _similarity(self, new: _Doc, vector: _Vector, member: _Doc) -> float:
         """The dot product of the weighted vectors of `new` and `member` (see `_space_idf`).
 
-        The member's vector is an array over its sorted terms; `new`'s weights are gathered onto
-        them by a C-level pass of dictionary look-ups, and the sum runs in the member's term order
-        (deterministic).
+        The member's vector is an array over its term ids (in sorted term order); `new`'s weights
+        are gathered onto them by a binary search of its sorted ids, and the sum runs in the
+        member's term order (deterministic).
         """
         weights = self._cached_vector(member)
-        gathered = np.fromiter(map(vector.get, member.terms, repeat(0.0)), dtype=np.float64, count=len(member.terms))
+        gathered = vector.gather(member.ids)
         score = float(gathered @ weights)
         weight = self.settings.title_weight
         if weight and new.title and member.title:
@@ -875,27 +984,26 @@ class StoryIndex:
             self._vectors_size = self._corpus_size
             self._vector_cache.clear()
 
-    def _space_idf(self, doc: _Doc) -> tuple[np.ndarray, dict[str, float], list[int]]:
+    def _space_idf(self, doc: _Doc) -> tuple[np.ndarray, dict[str, float], tuple[int, ...]]:
         """IDF of each term of `doc` (0 where not positive), the scale of each space, the space runs.
 
         Binary TF-IDF per space, each space scaled to length sqrt(weight / total weight): the
         dot product of two such vectors is the weighted mean of the per-space cosines.
         IDF: the corpus plus `prior_docs` pseudo-documents of general English (wordfreq). With a
         few documents the background tells 'Witkoff' from 'report'; as the corpus grows it takes
-        over, and the words a whole stream shares lose their weight. `doc.terms` is sorted, so
-        each space ("l:", "n:", "p:", "w:") is one run of it; the work is a C-level pass of
-        dictionary look-ups and array arithmetic, not a Python loop over the terms.
+        over, and the words a whole stream shares lose their weight. `doc.ids` follow the sorted
+        terms, so each space ("l:", "n:", "p:", "w:") is one run of them; the work is one gather
+        of the document frequencies at its ids and array arithmetic, not a loop over the terms.
         """
         s = self.settings
-        terms = doc.terms
-        bounds = [0, *(bisect_left(terms, space) for space in _RUN_SPACES[1:]), len(terms)]
+        bounds = doc.bounds
         lead_end, name_end, pair_end = bounds[1], bounds[2], bounds[3]
         log_docs = math.log(self._corpus_size + s.prior_docs + 1.0)
         # A lead word is as rare as the same word anywhere: one document frequency for both.
-        bases = [t[2:] for t in terms[:lead_end]]
-        df = np.fromiter(
-            map(self._df.get, chain(bases, islice(terms, lead_end, None)), repeat(0)), dtype=np.float64, count=len(terms)
-        )
+        counts = self._terms.df
+        df = np.empty(len(doc.ids), dtype=np.float64)
+        df[:lead_end] = counts[doc.lead_base]
+        df[lead_end:] = counts[doc.ids[lead_end:]]
         df[:name_end] += doc.background[:name_end]
         df[pair_end:] += doc.background[name_end:]
         idf = log_docs - np.log(df + 1.0)
@@ -920,10 +1028,13 @@ class StoryIndex:
         idf, scales, bounds = self._space_idf(doc)
         return idf * np.repeat([scales[space[0]] for space in _RUN_SPACES], np.diff(bounds))
 
-    def _weigh(self, doc: _Doc) -> dict[str, float]:
-        """The weighted vector of `doc`: term -> idf * scale of its space (positive weights only)."""
-        values = self._weights(doc).tolist()
-        return {t: v for t, v in zip(doc.terms, values, strict=True) if v > 0}
+    def _weigh(self, doc: _Doc) -> _Vector:
+        """The weighted vector of `doc`: its term ids of positive weight (sorted) and their weights."""
+        values = self._weights(doc)
+        keep = values > 0
+        ids, values = doc.ids[keep], values[keep]
+        order = np.argsort(ids, kind="stable")
+        return _Vector(ids[order], values[order])
 
     def _cached_vector(self, doc: _Doc) -> np.ndarray:
         """The weighted vector of a stored document (an array over its terms), kept between adds."""
@@ -945,22 +1056,29 @@ class StoryIndex:
         own_lines = self._own_lines(text)
         own = cut.terms(own_lines) if own_lines and len(own_lines) < len(text.body) else full
         terms = tuple(sorted(own))   # words, names and lead terms come interned
+        bounds = (0, *(bisect_left(terms, space) for space in _RUN_SPACES[1:]), len(terms))
+        table = self._terms
         key, self._next_key = self._next_key, self._next_key + 1
-        return _Doc(
+        made = _Doc(
             key=key,
             doc_id=doc.doc_id,
             published=_timestamp(doc.published),
             title=normalise_text(doc.title),
-            terms=terms,
+            ids=table.ids(terms),
+            bounds=bounds,
+            lead_base=table.ids([t[2:] for t in terms[: bounds[1]]]),
             background=self._background(terms),
-            df_only=tuple(sorted(t for t in full - own if not t.startswith("l:"))),
+            df_only=table.ids([t for t in full - own if not t.startswith("l:")]),
             line_hashes=frozenset(text.line_hashes),
             salient=self._salient(terms),
-            content_words=len(terms) - bisect_left(terms, "w:"),
+            content_words=bounds[4] - bounds[3],
             story_id="",
             link="",
             counted=counted,
         )
+        for ids in made.held_ids():
+            table.hold(ids, 1)
+        return made
 
     def _background(self, terms: tuple[str, ...]) -> np.ndarray:
         """The background df of the lead (of its base term), name and word terms of sorted `terms`.
@@ -999,18 +1117,8 @@ class StoryIndex:
         )
         return tuple(t for _, t in ranked)
 
-    def _count(self, terms: Iterable[str], sign: int = 1) -> None:
-        df = self._df
-        get = df.get
-        if sign == 1:
-            df.update(terms)   # Counter counts an iterable in C
-        else:
-            for term in terms:
-                left = get(term, 0) + sign
-                if left > 0:
-                    df[term] = left
-                else:
-                    df.pop(term, None)
+    def _count(self, ids: np.ndarray, sign: int = 1) -> None:
+        self._terms.count(ids, sign)
         self._corpus_size += sign
 
     def _index(self, doc: _Doc, text: _Text, assignment: StoryAssignment) -> None:
@@ -1062,11 +1170,15 @@ class StoryIndex:
         for term in doc.salient:
             _discard(self._postings, term, key)
         if doc.counted:
-            self._count(doc.df_terms(), -1)
+            self._count(doc.df_ids(), -1)
             self._line_docs.subtract(doc.line_hashes)
             for h in doc.line_hashes:
                 if self._line_docs[h] <= 0:
                     del self._line_docs[h]
+        held = doc.held_ids()
+        for ids in held:
+            self._terms.hold(ids, -1)
+        self._terms.release(np.concatenate(held))
 
 
 def _discard(table: dict[str, dict[int, None]], name: str, key: int) -> None:

@@ -9,6 +9,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from wordfreq import top_n_list
 
@@ -312,6 +313,13 @@ def _assert_only_live_documents(index: StoryIndex) -> None:
     assert index._corpus_size == sum(1 for doc in index._docs.values() if doc.counted)
     assert set(index._vector_cache) <= live
     assert len(index._by_age) <= 2 * len(live) + 64
+    # The interned terms are those the live documents hold and those still counted (observed).
+    held: set[int] = set()
+    for doc in index._docs.values():
+        for ids in doc.held_ids():
+            held.update(ids.tolist())
+    assert len(index._terms) == len(held | set(np.flatnonzero(index._terms.df).tolist()))
+    assert (index._terms.df >= 0).all() and (index._terms._refs >= 0).all()
 
 
 def test_eviction_under_a_stream_keeps_the_bound() -> None:
@@ -322,7 +330,7 @@ def test_eviction_under_a_stream_keeps_the_bound() -> None:
             _assert_only_live_documents(index)
     assert len(index) == 300
     # The term statistics are those of the live documents alone.
-    assert sum(index._df.values()) == sum(len(list(d.df_terms())) for d in index._docs.values() if d.counted)
+    assert int(index._terms.df.sum()) == sum(len(d.df_ids()) for d in index._docs.values() if d.counted)
 
 
 def test_retention_days_evicts_documents_older_than_the_window() -> None:
@@ -408,9 +416,9 @@ def _reference_vector(index: StoryIndex, doc) -> dict[str, float]:
     weights = {"w:": s.word_weight, "n:": s.name_weight, "p:": s.phrase_weight, "l:": s.lead_weight}
     log_docs = math.log(index._corpus_size + s.prior_docs + 1.0)
     spaces: dict[str, dict[str, float]] = {space: {} for space in weights}
-    for term in doc.terms:
+    for term in index._terms.names(doc.ids):
         base = term[2:] if term.startswith("l:") else term
-        df = index._df.get(base, 0) + _background_df(base, s.prior_docs, s.prior_doc_length)
+        df = index._terms.df_of(base) + _background_df(base, s.prior_docs, s.prior_doc_length)
         idf = log_docs - math.log(df + 1.0)
         if idf > 0:
             spaces[term[:2]][term] = idf
@@ -428,13 +436,14 @@ def test_vectorised_weights_match_the_term_by_term_definition() -> None:
     for name in (A, B, C):
         index.add(seed(name))
     doc = index._make_doc(seed(A2), _cut_for_test(seed(A2)), True)
-    got, want = index._weigh(doc), _reference_vector(index, doc)
+    vector, want = index._weigh(doc), _reference_vector(index, doc)
+    got = dict(zip(index._terms.names(vector.ids), vector.weights.tolist(), strict=True))
     assert got.keys() == want.keys() and len(got) > 50
     assert all(abs(got[t] - want[t]) < 1e-6 for t in want)
     member = index._docs[index._by_doc_id[A]]
     index._vector_cache.clear()   # a cached vector may be a generation behind: weigh afresh
     dot = sum(want[t] * v for t, v in _reference_vector(index, member).items() if t in want)
-    assert abs(index._similarity(doc, got, member) - dot) < 1e-6
+    assert abs(index._similarity(doc, vector, member) - dot) < 1e-6
 
 
 def test_a_term_common_in_the_window_is_no_candidate_evidence() -> None:
