@@ -770,32 +770,23 @@ def _dead_letter(
     }
 
 
-def _update_retries(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
-    """Items that stay pending after a failed attempt: count it and set the next attempt's time."""
+def _update_items(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Set `columns` of the items named by each row's item_id to the row's values."""
     if not rows:
         return
     data = pa.Table.from_pylist(rows)
-    con.register("_retry", data)
+    con.register("_upd", data)
     try:
-        con.execute(
-            f"""UPDATE {LAKE}.items SET attempts = u.attempts, retry_at = u.retry_at,
-                last_error = u.last_error, batch_id = u.batch_id
-                FROM _retry u WHERE items.item_id = u.item_id"""
-        )
+        assignments = ", ".join(f"{c} = u.{c}" for c in columns)
+        con.execute(f"UPDATE {LAKE}.items SET {assignments} FROM _upd u WHERE items.item_id = u.item_id")
     finally:
-        con.unregister("_retry")
+        con.unregister("_upd")
+
+
+def _update_retries(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    """Items that stay pending after a failed attempt: count it and set the next attempt's time."""
+    _update_items(con, rows, ("attempts", "retry_at", "last_error", "batch_id"))
 
 
 def _update_dispositions(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    data = pa.Table.from_pylist(rows)
-    con.register("_disp", data)
-    try:
-        con.execute(
-            f"""UPDATE {LAKE}.items SET disposition = u.disposition, disposition_at = u.disposition_at,
-                detail = u.detail, article_id = u.article_id, batch_id = u.batch_id
-                FROM _disp u WHERE items.item_id = u.item_id"""
-        )
-    finally:
-        con.unregister("_disp")
+    _update_items(con, rows, ("disposition", "disposition_at", "detail", "article_id", "batch_id"))
