@@ -346,38 +346,37 @@ def load(
     ddir = Path(data_dir).resolve() if data_dir else resolve("data_dir", settings.data_dir)
     feeds = load_sources(src)
 
-    secrets = Secrets()
+    def required_env(var: str, why: str, fix: str, at: tuple[str, ...]) -> str:
+        value = env.get(var)
+        if not value:
+            raise ConfigError(
+                f"{why} but the environment variable {var} is empty; {fix}",
+                path=str(config_path),
+                line=_line_of(node, at),
+            )
+        return value
+
     slack = settings.alerts.slack
     slack_url = slack_token = None
     if slack and slack.channel:
-        slack_token = env.get(slack.token_env)
-        if not slack_token:
-            raise ConfigError(
-                f"alerts.slack.channel is set but the environment variable {slack.token_env} is empty; "
-                "export the bot token (xoxb-...) in it, or remove `channel` to use a webhook",
-                path=str(config_path),
-                line=_line_of(node, ("alerts", "slack", "channel")),
-            )
+        slack_token = required_env(
+            slack.token_env, "alerts.slack.channel is set",
+            "export the bot token (xoxb-...) in it, or remove `channel` to use a webhook",
+            ("alerts", "slack", "channel"),
+        )
     elif slack:
-        slack_url = env.get(slack.webhook_url_env)
-        if not slack_url:
-            raise ConfigError(
-                f"alerts.slack is configured but the environment variable {slack.webhook_url_env} "
-                "is empty; export the webhook URL in it (or set alerts.slack.channel and a bot token), "
-                "or remove alerts.slack",
-                path=str(config_path),
-                line=_line_of(node, ("alerts", "slack")),
-            )
+        slack_url = required_env(
+            slack.webhook_url_env, "alerts.slack is configured",
+            "export the webhook URL in it (or set alerts.slack.channel and a bot token), or remove alerts.slack",
+            ("alerts", "slack"),
+        )
     smtp_password = None
-    if settings.alerts.email and settings.alerts.email.username:
-        smtp_password = env.get(settings.alerts.email.password_env)
-        if not smtp_password:
-            raise ConfigError(
-                f"alerts.email.username is set but the environment variable {settings.alerts.email.password_env} "
-                "is empty; export the SMTP password in it",
-                path=str(config_path),
-                line=_line_of(node, ("alerts", "email", "username")),
-            )
+    email = settings.alerts.email
+    if email and email.username:
+        smtp_password = required_env(
+            email.password_env, "alerts.email.username is set", "export the SMTP password in it",
+            ("alerts", "email", "username"),
+        )
     secrets = Secrets(
         slack_webhook_url=SecretStr(slack_url) if slack_url else None,
         slack_bot_token=SecretStr(slack_token) if slack_token else None,
