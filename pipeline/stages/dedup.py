@@ -37,8 +37,9 @@ database): the Beam stage and ``newsmon dedup`` share it.
 Cost: the work per add is bounded by the candidate limits of `DedupSettings`, never a scan of the
 index: near-copy candidates come from a banded MinHash LSH (at most `max_copy_candidates`, the
 newest first), rewrite candidates from postings of each document's rarest words and names,
-restricted to its window (terms in more than `max_term_docs` documents of the window are no
-evidence, and the scan of a term's posting stops as soon as it is that common; candidates are
+restricted to its window (each posting is sorted by publication time, so the window is cut by two
+binary searches, whatever the posting's length; terms in more than `max_term_docs` documents of the
+window are no evidence and are passed over without reading their documents; candidates are
 ranked by their evidence, the sum over the shared terms of log(max_term_docs / the term's documents
 in the window), so a shared rare name outweighs shared common words, and at most `max_candidates`
 documents and `max_candidate_stories` stories are scored). A story whose upper bound of similarity
@@ -69,9 +70,10 @@ import math
 import re
 import sys
 import unicodedata
-from bisect import bisect_left
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -127,7 +129,6 @@ class DedupSettings:
     # cost bounds
     salient_terms: int = 30               # terms per document in the rewrite candidate index
     min_shared_salient: int = 2           # salient terms a candidate document must share
-    max_postings_scan: int = 2_000        # newest documents scanned per salient term
     max_term_docs: int = 300              # a term in more documents of the window is no candidate evidence
     max_candidates: int = 100             # candidate documents kept per add (most evidence shared)
     max_candidate_stories: int = 6        # stories scored per add (the most evidence first)
@@ -722,7 +723,68 @@ class _Doc:
 
 
 _DAY = 86_400.0
-_UNKNOWN_TIME = math.nan   # the publication time of an undated document in the postings
+
+
+class _Posting:
+    """The documents filed under one salient term: keys sorted by publication time, undated apart.
+
+    Kept in typed arrays (16 bytes an entry); documents arrive mostly in time order, so adding is
+    an append, and removing (eviction, oldest first) a binary search near the front.
+    """
+
+    __slots__ = ("keys", "times", "undated")
+
+    def __init__(self) -> None:
+        self.times = array("d")     # publication times, ascending
+        self.keys = array("q")      # the key of each
+        self.undated = array("q")   # keys of undated documents, in insertion order
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.undated)
+
+    def __iter__(self) -> Iterator[int]:
+        return chain(self.keys, self.undated)
+
+    def add(self, key: int, when: float | None) -> None:
+        if when is None:
+            self.undated.append(key)
+        elif not self.times or when >= self.times[-1]:
+            self.times.append(when)
+            self.keys.append(key)
+        else:
+            i = bisect_right(self.times, when)
+            self.times.insert(i, when)
+            self.keys.insert(i, key)
+
+    def remove(self, key: int, when: float | None) -> bool:
+        """Remove `key` (filed at `when`); True when the posting is left empty."""
+        if when is None:
+            if key in self.undated:
+                self.undated.remove(key)
+        else:
+            times, keys = self.times, self.keys
+            i = bisect_left(times, when)
+            while i < len(times) and times[i] == when:
+                if keys[i] == key:
+                    del times[i], keys[i]
+                    break
+                i += 1
+        return not self.keys and not self.undated
+
+    def within(self, when: float | None, window: float, cap: int) -> np.ndarray | None:
+        """Keys of the documents within `window` of `when` (all for None; undated always count),
+        or None when they are more than `cap`: two binary searches, whatever the posting's length."""
+        if when is None:
+            lo, hi = 0, len(self.times)
+        else:
+            lo, hi = bisect_left(self.times, when - window), bisect_right(self.times, when + window)
+        if hi - lo + len(self.undated) > cap:
+            return None
+        # Slices are copies: the arrays stay free to grow (a buffer view would pin them).
+        keys = np.frombuffer(self.keys[lo:hi], dtype=np.int64)
+        if self.undated:
+            keys = np.concatenate((keys, np.frombuffer(self.undated[:], dtype=np.int64)))
+        return keys
 
 
 def _timestamp(when: datetime | None) -> float | None:
@@ -746,10 +808,10 @@ class StoryIndex:
         self._assignments: dict[int, StoryAssignment] = {}
         self._by_doc_id: dict[str, int] = {}
         self._copies = _CopyIndex(settings)
-        # story_id -> member keys, term -> keys of the documents filed under it; both in
-        # insertion order (dicts as ordered sets), so the newest come last.
+        # story_id -> member keys, in insertion order (dicts as ordered sets), so the newest come
+        # last; salient term -> the documents filed under it, by publication time.
         self._stories: dict[str, dict[int, None]] = {}
-        self._postings: dict[str, dict[int, float]] = {}   # key -> its publication time (NaN: undated)
+        self._postings: dict[str, _Posting] = {}
         # Corpus statistics for the IDF. Copies are not counted: a story reprinted ten times
         # would otherwise make its own words look common.
         self._terms = _TermTable()
@@ -769,6 +831,11 @@ class StoryIndex:
         return len(self._docs)
 
     # -- public ------------------------------------------------------------------------------
+
+    def assignment_of(self, doc_id: str) -> StoryAssignment | None:
+        """The assignment of an indexed (not evicted) document, else None."""
+        key = self._by_doc_id.get(doc_id)
+        return None if key is None else self._assignments[key]
 
     def observe(self, docs: Iterable[DedupDoc]) -> None:
         """Count documents into the IDF statistics before they are added.
@@ -816,6 +883,16 @@ class StoryIndex:
             assignment = self._rewrite_or_original(new)
         self._index(new, text, assignment)
         return assignment
+
+    def forget_published_before(self, when: datetime) -> None:
+        """Evict the documents published before `when` (undated ones stay, bounded by count).
+
+        For an index kept between batches: it then holds what a history read from the store
+        since `when` would hold, whatever the dates of its newest documents.
+        """
+        horizon = _timestamp(when)
+        if horizon is not None:
+            self._evict_published_before(horizon)
 
     # -- the rewrite rung ----------------------------------------------------------------------
 
@@ -886,42 +963,29 @@ class StoryIndex:
         """Stories of the documents sharing most salient terms with `new`, within its window.
 
         The candidates come from the postings of its salient terms alone (never from a scan of the
-        index): the newest `max_postings_scan` documents of each posting, those outside the
-        window skipped, the `max_candidates` with the most evidence kept (the sum over the shared
+        index): the documents of each posting inside the window (cut by binary search on its
+        publication times), the `max_candidates` with the most evidence kept (the sum over the shared
         terms of log(max_term_docs / documents of the window holding the term): a large window
         brings chance overlaps on common words, which rank below a shared rare name).
         """
         s = self.settings
         found: list[np.ndarray] = []     # per useful term: the keys of its documents in the window
         weights: list[np.ndarray] = []   # and log(cap / their number), repeated for each
-        when = new.published
-        window = s.window_days * _DAY
+        postings = self._postings
         for term in new.salient:
-            posting = self._postings.get(term)
+            posting = postings.get(term)
             if posting is None:
                 continue
-            if when is None:
-                keys = list(islice(reversed(posting), min(s.max_postings_scan, s.max_term_docs + 1)))
-            elif len(posting) <= 32:
-                # Postings run oldest to newest: scan the newest.
-                keys = [key for key, other in reversed(posting.items()) if other != other or abs(other - when) <= window]
-            else:
-                # A long posting: its newest `max_postings_scan` times compared in one array pass.
-                n = min(len(posting), s.max_postings_scan)
-                times = np.fromiter(islice(reversed(posting.values()), n), dtype=np.float64, count=n)
-                inside = np.isnan(times) | (np.abs(times - when) <= window)
-                if int(np.count_nonzero(inside)) > s.max_term_docs:
-                    continue
-                order = np.fromiter(islice(reversed(posting), n), dtype=np.int64, count=n)
-                keys = order[inside]
-            if len(keys) > s.max_term_docs:
+            keys = posting.within(new.published, s.window_days * _DAY, s.max_term_docs)
+            if keys is None:
                 # Common in the window (a large history makes chance overlaps of such terms
                 # frequent): no evidence of a shared story, and the cost would grow with the index.
                 continue
-            if len(keys):
-                # The fewer documents of the window hold the term, the more a shared one says.
-                found.append(np.asarray(keys, dtype=np.int64))
-                weights.append(np.full(len(keys), math.log((s.max_term_docs + 1.0) / len(keys))))
+            if not len(keys):
+                continue
+            # The fewer documents of the window hold the term, the more a shared one says.
+            found.append(keys)
+            weights.append(np.full(len(keys), math.log((s.max_term_docs + 1.0) / len(keys))))
         if not found:
             return []
         # Per candidate: the shared terms, and the evidence (summed in term order, in one array pass).
@@ -1129,8 +1193,12 @@ class StoryIndex:
         self._by_doc_id[doc.doc_id] = key
         self._copies.insert(key, text)
         self._stories.setdefault(doc.story_id, {})[key] = None
+        postings = self._postings
         for term in doc.salient:
-            self._postings.setdefault(term, {})[key] = _UNKNOWN_TIME if doc.published is None else doc.published
+            posting = postings.get(term)
+            if posting is None:
+                posting = postings[term] = _Posting()
+            posting.add(key, doc.published)
         if doc.counted:
             self._line_docs.update(doc.line_hashes)
         if doc.published is not None:
@@ -1148,16 +1216,18 @@ class StoryIndex:
             self._evict(next(iter(self._docs)))
         days = self.settings.retention_days
         if days is not None and self._newest is not None:
-            horizon = self._newest - days * _DAY
-            heap = self._by_age
-            while heap and heap[0][0] < horizon:
-                _, key = heapq.heappop(heap)
-                if key in self._docs:
-                    self._evict(key)
+            self._evict_published_before(self._newest - days * _DAY)
         if len(self._by_age) > 2 * len(self._docs) + 64:
             # Entries of documents evicted by count: drop them, so the heap stays within the bound.
             self._by_age = [(when, key) for when, key in self._by_age if key in self._docs]
             heapq.heapify(self._by_age)
+
+    def _evict_published_before(self, horizon: float) -> None:
+        heap = self._by_age
+        while heap and heap[0][0] < horizon:
+            _, key = heapq.heappop(heap)
+            if key in self._docs:
+                self._evict(key)
 
     def _evict(self, key: int) -> None:
         doc = self._docs.pop(key)
@@ -1167,8 +1237,11 @@ class StoryIndex:
         self._copies.remove(key)
         self._vector_cache.pop(key, None)
         _discard(self._stories, doc.story_id, key)
+        postings = self._postings
         for term in doc.salient:
-            _discard(self._postings, term, key)
+            posting = postings.get(term)
+            if posting is not None and posting.remove(key, doc.published):
+                del postings[term]
         if doc.counted:
             self._count(doc.df_ids(), -1)
             self._line_docs.subtract(doc.line_hashes)
