@@ -57,19 +57,31 @@ def article_id_for(canonical: str) -> str:
     return hashlib.sha1(canonical.encode()).hexdigest()[:20]
 
 
-def _parse_date(value: str | None, feed_time: datetime | None) -> datetime | None:
+def _parse_date(value: str | None, feed_time: datetime | None, now: datetime) -> datetime | None:
+    """The publication date: the page's, or the feed's when the page has none or agrees on the day.
+
+    A date after `now` (the fetch) is wrong, usually a feed's: the article was out when we fetched
+    it, so it counts as published then. Left alone, one such date would push the story index's
+    retention horizon into the future and evict the whole history.
+    """
+    d = _page_date(value)
+    if d is None:
+        d = feed_time
+    elif feed_time is not None and feed_time.date() == d.date():
+        d = feed_time  # the page often gives only a day; the feed's timestamp is more precise
+    if d is not None and d > now:
+        return now
+    return d
+
+
+def _page_date(value: str | None) -> datetime | None:
     if not value:
-        return feed_time
+        return None
     try:
         d = datetime.fromisoformat(value)
     except ValueError:
-        return feed_time
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=UTC)
-    # The page often gives only a day; the feed's timestamp is more precise when it agrees.
-    if feed_time is not None and feed_time.date() == d.date():
-        return feed_time
-    return d
+        return None
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d
 
 
 def extract_article(page: Page, *, min_chars: int, now: datetime) -> Article | Rejected:
@@ -104,7 +116,7 @@ def extract_article(page: Page, *, min_chars: int, now: datetime) -> Article | R
         canonical_url=canonical,
         title=(doc.title or item.title or "").strip(),
         text=text,
-        published=_parse_date(doc.date, item.published),
+        published=_parse_date(doc.date, item.published, now),
         author=doc.author or None,
         sitename=doc.sitename or doc.hostname or None,
         language=doc.language or None,
