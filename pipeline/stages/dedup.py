@@ -364,11 +364,6 @@ class _LineTerms:
         return terms
 
 
-def _terms(title: str, lines: list[str], settings: DedupSettings) -> set[str]:
-    """The terms of the title and `lines`, plus "l:" copies of those of the lead."""
-    return _LineTerms(title, lines, settings).terms(list(range(len(lines))))
-
-
 def _background_df(term: str, prior_docs: float, doc_length: float) -> float:
     """Expected document frequency of a term among `prior_docs` documents of general English.
 
@@ -816,7 +811,9 @@ class StoryIndex:
         # would otherwise make its own words look common.
         self._terms = _TermTable()
         self._corpus_size = 0
-        self._observed: dict[str, bool] = {}   # doc_id -> counted by observe(), not added yet
+        # doc_id -> (counted, its cut text, its line terms): observed, not added yet. add() reuses
+        # the cut, so a batch's texts are tokenised once.
+        self._observed: dict[str, tuple[bool, _Text, _LineTerms]] = {}
         # Body lines of the counted documents -> how many contain them. A line a document shares
         # verbatim with a document it does not copy is chrome or a stock phrase, not its story.
         self._line_docs: Counter[int] = Counter()
@@ -849,12 +846,13 @@ class StoryIndex:
             if doc.doc_id in self._observed or doc.doc_id in self._by_doc_id:
                 continue
             text = _cut(doc, self.settings)
+            cut = _LineTerms(text.title, text.body, self.settings)
             counted = self._copies.find(text) is None and probe.find(text) is None
             if counted:
                 probe.insert(n, text)
-                terms = self._terms.ids([t for t in _terms(text.title, text.body, self.settings) if not t.startswith("l:")])
-                self._count(terms)
-            self._observed[doc.doc_id] = counted
+                full = cut.terms(list(range(len(text.body))))
+                self._count(self._terms.ids([t for t in full if not t.startswith("l:")]))
+            self._observed[doc.doc_id] = (counted, text, cut)
 
     def add(self, doc: DedupDoc, story_id: str | None = None) -> StoryAssignment:
         """Decide the story of `doc` against the indexed documents, then index it.
@@ -866,11 +864,17 @@ class StoryIndex:
         known = self._by_doc_id.get(doc.doc_id)
         if known is not None:
             return self._assignments[known]
-        text = _cut(doc, self.settings)
+        prepared = self._observed.pop(doc.doc_id, None)
+        observed = prepared is not None
+        if prepared is not None:
+            counted, text, cut = prepared
+        else:
+            text = _cut(doc, self.settings)
+            cut = _LineTerms(text.title, text.body, self.settings)
         copy = self._copies.find(text)
-        observed = doc.doc_id in self._observed
-        counted = self._observed.pop(doc.doc_id) if observed else copy is None
-        new = self._make_doc(doc, text, counted)
+        if not observed:
+            counted = copy is None
+        new = self._make_doc(doc, text, cut, counted)
         if counted and not observed:
             # Judged within a corpus that holds it, as an observed document is.
             self._count(new.df_ids())
@@ -1113,9 +1117,7 @@ class StoryIndex:
 
     # -- indexing ------------------------------------------------------------------------------
 
-    def _make_doc(self, doc: DedupDoc, text: _Text, counted: bool) -> _Doc:
-        s = self.settings
-        cut = _LineTerms(text.title, text.body, s)
+    def _make_doc(self, doc: DedupDoc, text: _Text, cut: _LineTerms, counted: bool) -> _Doc:
         full = cut.terms(list(range(len(text.body))))
         own_lines = self._own_lines(text)
         own = cut.terms(own_lines) if own_lines and len(own_lines) < len(text.body) else full

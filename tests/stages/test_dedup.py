@@ -358,16 +358,18 @@ def test_rewrite_candidates_come_from_the_window_only() -> None:
     day = datetime(2025, 8, 5, 9, tzinfo=UTC)
     index = StoryIndex(DedupSettings(window_days=3))
     index.add(seed(A, published=day))
-    far = index._make_doc(seed(A2, published=day + timedelta(days=10)), _cut_for_test(seed(A2)), True)
-    near = index._make_doc(seed(A2, published=day + timedelta(days=1)), _cut_for_test(seed(A2)), True)
+    far = _made(index, seed(A2, published=day + timedelta(days=10)))
+    near = _made(index, seed(A2, published=day + timedelta(days=1)))
     assert index._candidate_stories(far) == []
     assert index._candidate_stories(near) == [story_id_for(A)]
 
 
-def _cut_for_test(doc: DedupDoc):
-    from pipeline.stages.dedup import _cut
+def _made(index: StoryIndex, doc: DedupDoc):
+    """The index's record of `doc`, made as add() makes it, without indexing it."""
+    from pipeline.stages.dedup import _cut, _LineTerms
 
-    return _cut(doc, DedupSettings())
+    text = _cut(doc, index.settings)
+    return index._make_doc(doc, text, _LineTerms(text.title, text.body, index.settings), True)
 
 
 def test_history_load_keeps_the_bound_and_finds_copies() -> None:
@@ -435,7 +437,7 @@ def test_vectorised_weights_match_the_term_by_term_definition() -> None:
     index = StoryIndex()
     for name in (A, B, C):
         index.add(seed(name))
-    doc = index._make_doc(seed(A2), _cut_for_test(seed(A2)), True)
+    doc = _made(index, seed(A2))
     vector, want = index._weigh(doc), _reference_vector(index, doc)
     got = dict(zip(index._terms.names(vector.ids), vector.weights.tolist(), strict=True))
     assert got.keys() == want.keys() and len(got) > 50
@@ -453,7 +455,7 @@ def test_a_term_common_in_the_window_is_no_candidate_evidence() -> None:
     text = seed(A).text
     for n in range(5):
         index.add(DedupDoc(f"a{n}", text, published=day + timedelta(hours=n)), story_id=f"s_{n}")
-    probe = index._make_doc(seed(A2, published=day + timedelta(hours=6)), _cut_for_test(seed(A2)), True)
+    probe = _made(index, seed(A2, published=day + timedelta(hours=6)))
     # The five stored copies share all their salient terms: each is in more than three documents.
     assert index._candidate_stories(probe) == []
     few = StoryIndex(settings)
@@ -473,6 +475,6 @@ def test_candidates_are_ranked_by_the_rarity_of_what_they_share() -> None:
     index.add(DedupDoc("r", "Officials said Zorvak Quillan signed papers in a quiet office.", published=day),
               story_id="s_rare")
     text = "Zorvak Quillan took the harbour ferry to Bexley and signed papers there."
-    probe = index._make_doc(DedupDoc("p", text, published=day), _cut_for_test(DedupDoc("p", text)), True)
+    probe = _made(index, DedupDoc("p", text, published=day))
     assert {"n:zorvak", "n:quillan", "n:bexley"} <= set(probe.salient)
     assert index._candidate_stories(probe) == ["s_rare"]
