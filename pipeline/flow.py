@@ -5,8 +5,8 @@
     failed downloads, rejected pages ----+--> JSON lines shards --> store.load_batch()
 
 Every item leaves the pipeline as exactly one ItemResult (with its disposition). The pipeline
-never touches the database: history comes in as a side input, results go out as files, and the
-caller loads them in one transaction. So the same graph runs in process (FnApiRunner, the
+never touches the database: history comes in as a side input (or, in process, as an index kept
+between batches), results go out as files, and the caller loads them in one transaction. So the same graph runs in process (FnApiRunner, the
 default: no download, no service) or on any Beam runner chosen by name and options.
 """
 
@@ -47,6 +47,9 @@ class BatchOptions:
     honour_robots: bool = True
     robots_opt_out: frozenset[str] = frozenset()  # feed ids whose pages ignore robots.txt
     held_hosts: tuple[tuple[str, datetime], ...] = ()  # (host, until): hosts that asked for quiet
+    # The name of a story index kept in this process between batches (see stages.stories
+    # WarmHistories); the history side input then carries only what it lacks.
+    warm_stories: str | None = None
 
 
 def failed_download(page: Page) -> ItemResult:
@@ -77,7 +80,7 @@ def process_pages(p: beam.Pipeline, pages, history: Sequence[tuple[DedupDoc, str
     history_pc = p | "ReadHistory" >> beam.Create(list(history))
     ok, failed = pages | "SplitFailed" >> beam.Partition(lambda pg, _: 1 if pg.error else 0, 2)
     extracted = ok | "ExtractArticles" >> ExtractArticles(opts.min_text_chars, opts.now)
-    folded = extracted.articles | "FoldStories" >> FoldStories(opts.dedup, history_pc)
+    folded = extracted.articles | "FoldStories" >> FoldStories(opts.dedup, history_pc, opts.warm_stories)
     matched = folded | "MatchTopics" >> MatchTopics(opts.topics_dir)
     return (
         matched,

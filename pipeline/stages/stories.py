@@ -3,6 +3,11 @@
 Consumes `Article`s and, as a side input, recent history `(DedupDoc, story_id)` read from the
 store before the pipeline starts (stages never hold the database). Emits `Folded`.
 
+Warm: with a name, the fold uses the `StoryHistory` held under that name in this process
+(`WarmHistories`), which keeps the history indexed between batches; the side input then carries
+only what that index lacks (nothing, in the daemon's steady state). Indexing history once, not
+per batch, is what keeps a batch's cost flat as the store grows.
+
 Folding depends on what came before, so it is not element-wise: the batch's articles meet in
 one place and are folded in publication order (ties by id), which makes the result independent
 of the order in which a runner delivers them. One key is the simplest correct choice for batches
@@ -12,9 +17,10 @@ index and a time window, not from a scan of history.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 import apache_beam as beam
 
@@ -45,59 +51,127 @@ def _order(pair: tuple[FeedItem, Article]) -> tuple[str, str, bool, str]:
     return (when, a.article_id, item.url != a.canonical_url, item.item_id)
 
 
+class StoryHistory:
+    """A `StoryIndex` over stored history that folds batch after batch.
+
+    `fold_batch` builds one per batch from the whole history: simple, but the history is read and
+    indexed again for every batch, a cost that grows with the store. The daemon instead keeps one
+    between batches (see `WarmHistories`): history is indexed once, then each batch adds only its
+    own articles, and the index's retention (`DedupSettings.retention_days`) evicts the old ones.
+    """
+
+    def __init__(self, settings: DedupSettings) -> None:
+        self.settings = settings
+        self.index = StoryIndex(settings)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def load(self, history: Iterable[tuple[DedupDoc, str]]) -> None:
+        """Index stored documents under their stories (those already indexed are skipped)."""
+        for doc, story_id in history:
+            self.index.add(doc, story_id=story_id)
+
+    def forget_before(self, since: datetime) -> None:
+        """Drop what a history read since `since` would not hold (published before it)."""
+        self.index.forget_published_before(since)
+
+    def fold(self, articles: Iterable[tuple[FeedItem, Article]]) -> list[Folded]:
+        """Assign every article of a batch to a story, and index it for the batches after."""
+        index = self.index
+        ordered = sorted(articles, key=_order)
+        # Count the whole batch into the word statistics first, so the batch's early articles are
+        # weighed against the same corpus as its late ones (matters most on a first run).
+        index.observe(as_dedup_doc(a) for _, a in ordered)
+        out: list[Folded] = []
+        for item, art in ordered:
+            wire = detect_wire_agency(art.text)
+            known = index.assignment_of(art.article_id)
+            if known is not None:
+                # Same canonical URL as an article already indexed: the same article seen again.
+                asg = StoryAssignment(art.article_id, known.story_id, "exact_copy", art.article_id, 1.0)
+                out.append(Folded(item, art, asg, "duplicate_url", f"same canonical URL as article {art.article_id}", wire))
+                continue
+            asg = index.add(as_dedup_doc(art))
+            if asg.link == "exact_copy":
+                out.append(Folded(item, art, asg, "exact_copy", f"same text as article {asg.matched_doc_id}", wire))
+            else:
+                out.append(Folded(item, art, asg, "stored", None, wire))
+        return out
+
+
 def fold_batch(
     articles: Iterable[tuple[FeedItem, Article]],
     history: Sequence[tuple[DedupDoc, str]],
     settings: DedupSettings,
 ) -> list[Folded]:
     """Pure: assign every article of a batch to a story, given the stored history."""
-    index = StoryIndex(settings)
-    story_of: dict[str, str] = {}  # article_id -> story_id of everything indexed
-    for doc, story_id in history:
-        index.add(doc, story_id=story_id)
-        story_of[doc.doc_id] = story_id
-    ordered = sorted(articles, key=_order)
-    # Count the whole batch into the word statistics first, so the batch's early articles are
-    # weighed against the same corpus as its late ones (matters most on a first run).
-    index.observe(as_dedup_doc(a) for _, a in ordered)
-    out: list[Folded] = []
-    for item, art in ordered:
-        wire = detect_wire_agency(art.text)
-        if art.article_id in story_of:
-            # Same canonical URL as an article already indexed: the same article seen again.
-            asg = StoryAssignment(art.article_id, story_of[art.article_id], "exact_copy", art.article_id, 1.0)
-            out.append(Folded(item, art, asg, "duplicate_url", f"same canonical URL as article {art.article_id}", wire))
-            continue
-        asg = index.add(as_dedup_doc(art))
-        story_of[art.article_id] = asg.story_id
-        if asg.link == "exact_copy":
-            out.append(Folded(item, art, asg, "exact_copy", f"same text as article {asg.matched_doc_id}", wire))
-        else:
-            out.append(Folded(item, art, asg, "stored", None, wire))
-    return out
+    stories = StoryHistory(settings)
+    stories.load(history)
+    return stories.fold(articles)
+
+
+class WarmHistories:
+    """`StoryHistory` objects kept in this process between pipeline runs, by name.
+
+    Only a runner that executes the fold in this process (the in-process FnApiRunner) can use
+    one: a worker elsewhere would not find it, and says so. The owner discards it when a batch
+    fails after folding, since the index then holds articles the store never committed.
+    """
+
+    _held: dict[str, StoryHistory] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def put(cls, name: str, stories: StoryHistory) -> None:
+        with cls._lock:
+            cls._held[name] = stories
+
+    @classmethod
+    def get(cls, name: str) -> StoryHistory:
+        with cls._lock:
+            stories = cls._held.get(name)
+        if stories is None:
+            raise RuntimeError(
+                f"story index {name!r} is not held by this process: a warm story index needs the "
+                "in-process runner (pipeline.runner: FnApiRunner without direct_running_mode)"
+            )
+        return stories
+
+    @classmethod
+    def discard(cls, name: str) -> None:
+        with cls._lock:
+            cls._held.pop(name, None)
 
 
 class _FoldFn(beam.DoFn):
-    def __init__(self, settings: DedupSettings) -> None:
+    def __init__(self, settings: DedupSettings, warm: str | None = None) -> None:
         self.settings = settings
+        self.warm = warm
 
     def process(self, keyed, history):
         _, articles = keyed
-        yield from fold_batch(articles, history, self.settings)
+        if self.warm is None:
+            yield from fold_batch(articles, history, self.settings)
+            return
+        stories = WarmHistories.get(self.warm)
+        stories.load(history)
+        yield from stories.fold(articles)
 
 
 class FoldStories(beam.PTransform):
     """(FeedItem, Article) pairs -> Folded, with the stored history as a side input."""
 
-    def __init__(self, settings: DedupSettings, history) -> None:
+    def __init__(self, settings: DedupSettings, history, warm: str | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.history = history  # a PCollection of (DedupDoc, story_id)
+        self.warm = warm        # the name of a StoryHistory in WarmHistories, or None
 
     def expand(self, articles):
         return (
             articles
             | "OneKey" >> beam.Map(lambda pair: (0, pair))
             | "Gather" >> beam.GroupByKey()
-            | "Fold" >> beam.ParDo(_FoldFn(self.settings), history=beam.pvalue.AsList(self.history))
+            | "Fold" >> beam.ParDo(_FoldFn(self.settings, self.warm), history=beam.pvalue.AsList(self.history))
         )
