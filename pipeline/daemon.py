@@ -376,6 +376,7 @@ class Daemon:
         self.metrics.alerts.inc(summary.alerts_new)
         self.metrics.batch_seconds.observe(time.monotonic() - t0)
         self._update_queue_depth()
+        self.metrics.story_index_articles.set(len(self._stories) if self._stories is not None else 0)
         log.info(
             "batch_loaded batch_id=%s items=%d dispositions=%s alerts_new=%d dead_letters=%d seconds=%.2f",
             batch_id, summary.items, summary.dispositions, summary.alerts_new, summary.dead_letters,
@@ -415,7 +416,9 @@ class Daemon:
             stories.load(_logged_progress(self.store.dedup_history(since), "story_index_loading"))
             self._stories = stories
             WarmHistories.put(self._stories_name, stories)
-            log.info("story_index_loaded articles=%d seconds=%.1f", len(stories), time.monotonic() - t0)
+            seconds = time.monotonic() - t0
+            self.metrics.story_index_load_seconds.set(seconds)
+            log.info("story_index_loaded articles=%d seconds=%.1f", len(stories), seconds)
         else:
             self._stories.forget_before(since)  # as a history read from the store now would
         return self._stories_name
@@ -425,6 +428,7 @@ class Daemon:
             log.info("story_index_dropped articles=%d; the next batch reloads it from the store", len(self._stories))
         self._stories = None
         WarmHistories.discard(self._stories_name)
+        self.metrics.story_index_articles.set(0)
 
     def alert(self) -> DispatchSummary:
         a = self.config.settings.alerts

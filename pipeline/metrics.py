@@ -35,6 +35,12 @@ class Metrics:
             buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800), registry=r,
         )
         self.queue_depth = Gauge("newsmon_queue_depth", "Feed items pending in the spool", registry=r)
+        self.story_index_articles = Gauge(
+            "newsmon_story_index_articles", "Articles in the story index kept between batches (0: none kept)", registry=r
+        )
+        self.story_index_load_seconds = Gauge(
+            "newsmon_story_index_load_seconds", "How long the last build of the kept story index from the store took", registry=r
+        )
         self.alerts = Counter("newsmon_alerts_total", "Alerts raised (one per topic and story)", registry=r)
         self.deliveries = Counter(
             "newsmon_alert_deliveries_total", "Alert delivery attempts by channel and outcome", ["channel", "outcome"], registry=r

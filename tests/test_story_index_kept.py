@@ -79,6 +79,7 @@ def test_history_is_indexed_once_and_later_batches_fold_against_the_kept_index(t
             _, batches, _ = d.run_once()
             warm = _outcome(d)
             held = len(WarmHistories.get(d._stories_name))
+            exposition = d.metrics.exposition()
         finally:
             d.close()
         cold = _cold_outcome(tmp_path, server)
@@ -87,6 +88,7 @@ def test_history_is_indexed_once_and_later_batches_fold_against_the_kept_index(t
     # Nine articles were folded and indexed (stored or exact copies); the three from May are older
     # than the 14-day history window by the clock, and the index forgot them as the store would.
     assert sum(v in ("stored", "exact_copy") for v in warm[0].values()) == 9 and held == 6
+    assert b"newsmon_story_index_articles 6.0" in exposition
     assert warm == cold
     dispositions, stories = warm
     assert list(dispositions.values()).count("duplicate_url") == 1 and "pending" not in dispositions.values()
