@@ -615,11 +615,15 @@ class _TermTable:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def ids(self, terms: Iterable[str]) -> np.ndarray:
-        """The ids of `terms` (interning new ones), in their order."""
+    def ids(self, terms: Iterable[str], known: dict[str, int] | None = None) -> np.ndarray:
+        """The ids of `terms` (interning new ones), in their order.
+
+        `known`: ids of some of them looked up before and still live, tried first (a small
+        dict stays in the CPU cache; the table of a large index does not).
+        """
         terms = terms if isinstance(terms, (list, tuple)) else list(terms)
         get = self._ids.get
-        got = list(map(get, terms))
+        got = list(map(get if known is None else known.get, terms))
         if None in got:
             for n, term in enumerate(terms):
                 if got[n] is None:
@@ -811,9 +815,10 @@ class StoryIndex:
         # would otherwise make its own words look common.
         self._terms = _TermTable()
         self._corpus_size = 0
-        # doc_id -> (counted, its cut text, its line terms): observed, not added yet. add() reuses
-        # the cut, so a batch's texts are tokenised once.
-        self._observed: dict[str, tuple[bool, _Text, _LineTerms]] = {}
+        # doc_id -> (counted, its cut text, its line terms, the ids of its terms when counted):
+        # observed, not added yet. add() reuses them, so a batch's texts are tokenised and their
+        # terms looked up in the term table once. The ids stay live: the count holds them.
+        self._observed: dict[str, tuple[bool, _Text, _LineTerms, dict[str, int] | None]] = {}
         # Body lines of the counted documents -> how many contain them. A line a document shares
         # verbatim with a document it does not copy is chrome or a stock phrase, not its story.
         self._line_docs: Counter[int] = Counter()
@@ -848,11 +853,14 @@ class StoryIndex:
             text = _cut(doc, self.settings)
             cut = _LineTerms(text.title, text.body, self.settings)
             counted = self._copies.find(text) is None and probe.find(text) is None
+            known = None
             if counted:
                 probe.insert(n, text)
-                full = cut.terms(list(range(len(text.body))))
-                self._count(self._terms.ids([t for t in full if not t.startswith("l:")]))
-            self._observed[doc.doc_id] = (counted, text, cut)
+                terms = [t for t in cut.terms(list(range(len(text.body)))) if not t.startswith("l:")]
+                ids = self._terms.ids(terms)
+                self._count(ids)
+                known = dict(zip(terms, ids.tolist(), strict=True))
+            self._observed[doc.doc_id] = (counted, text, cut, known)
 
     def add(self, doc: DedupDoc, story_id: str | None = None) -> StoryAssignment:
         """Decide the story of `doc` against the indexed documents, then index it.
@@ -867,14 +875,15 @@ class StoryIndex:
         prepared = self._observed.pop(doc.doc_id, None)
         observed = prepared is not None
         if prepared is not None:
-            counted, text, cut = prepared
+            counted, text, cut, known = prepared
         else:
             text = _cut(doc, self.settings)
             cut = _LineTerms(text.title, text.body, self.settings)
+            known = None
         copy = self._copies.find(text)
         if not observed:
             counted = copy is None
-        new = self._make_doc(doc, text, cut, counted)
+        new = self._make_doc(doc, text, cut, counted, known)
         if counted and not observed:
             # Judged within a corpus that holds it, as an observed document is.
             self._count(new.df_ids())
@@ -1117,7 +1126,9 @@ class StoryIndex:
 
     # -- indexing ------------------------------------------------------------------------------
 
-    def _make_doc(self, doc: DedupDoc, text: _Text, cut: _LineTerms, counted: bool) -> _Doc:
+    def _make_doc(
+        self, doc: DedupDoc, text: _Text, cut: _LineTerms, counted: bool, known: dict[str, int] | None = None
+    ) -> _Doc:
         full = cut.terms(list(range(len(text.body))))
         own_lines = self._own_lines(text)
         own = cut.terms(own_lines) if own_lines and len(own_lines) < len(text.body) else full
@@ -1130,11 +1141,11 @@ class StoryIndex:
             doc_id=doc.doc_id,
             published=_timestamp(doc.published),
             title=normalise_text(doc.title),
-            ids=table.ids(terms),
+            ids=table.ids(terms, known),
             bounds=bounds,
-            lead_base=table.ids([t[2:] for t in terms[: bounds[1]]]),
+            lead_base=table.ids([t[2:] for t in terms[: bounds[1]]], known),
             background=self._background(terms),
-            df_only=table.ids([t for t in full - own if not t.startswith("l:")]),
+            df_only=table.ids([t for t in full - own if not t.startswith("l:")], known),
             line_hashes=frozenset(text.line_hashes),
             salient=self._salient(terms),
             content_words=bounds[4] - bounds[3],
