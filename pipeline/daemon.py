@@ -390,7 +390,7 @@ class Daemon:
     # -- the story index kept between batches --------------------------------------------------------
     #
     # Folding compares each article with the stored history. Rebuilding that index for every batch
-    # costs time in proportion to the history (about 5 ms per stored article), which a store of
+    # costs time in proportion to the history (about 6 ms per stored article), which a store of
     # 100,000 articles turns into minutes per batch. When the fold runs in this process, the index
     # is built once from the store and kept: each batch adds its own articles, and the index's
     # retention evicts those older than dedup_history_days. The store stays the truth: the index
