@@ -413,7 +413,8 @@ class Daemon:
             t0 = time.monotonic()
             log.info("story_index_loading since=%s", since.isoformat())
             stories = StoryHistory(settings)
-            stories.load(_logged_progress(self.store.dedup_history(since), "story_index_loading"))
+            # Undated articles count as indexed now: they stay one window from the load.
+            stories.load(_logged_progress(self.store.dedup_history(since), "story_index_loading"), now=self.clock())
             self._stories = stories
             WarmHistories.put(self._stories_name, stories)
             seconds = time.monotonic() - t0

@@ -897,6 +897,12 @@ class StoryIndex:
         self._index(new, text, assignment)
         return assignment
 
+    def forget(self, doc_id: str) -> None:
+        """Evict one document, if indexed."""
+        key = self._by_doc_id.get(doc_id)
+        if key is not None:
+            self._evict(key)
+
     def forget_published_before(self, when: datetime) -> None:
         """Evict the documents published before `when` (undated ones stay, bounded by count).
 

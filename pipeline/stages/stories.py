@@ -18,6 +18,7 @@ index and a time window, not from a scan of history.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,18 +64,28 @@ class StoryHistory:
     def __init__(self, settings: DedupSettings) -> None:
         self.settings = settings
         self.index = StoryIndex(settings)
+        # (when indexed, doc_id) of the undated documents, oldest first: the index cannot age them.
+        self._undated: deque[tuple[datetime, str]] = deque()
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def load(self, history: Iterable[tuple[DedupDoc, str]]) -> None:
-        """Index stored documents under their stories (those already indexed are skipped)."""
+    def load(self, history: Iterable[tuple[DedupDoc, str]], now: datetime | None = None) -> None:
+        """Index stored documents under their stories (those already indexed are skipped).
+
+        `now`: when, for `forget_before`, the undated ones among them count as indexed.
+        """
         for doc, story_id in history:
             self.index.add(doc, story_id=story_id)
+            if doc.published is None and now is not None:
+                self._undated.append((now, doc.doc_id))
 
     def forget_before(self, since: datetime) -> None:
-        """Drop what a history read since `since` would not hold (published before it)."""
+        """Drop what a history read since `since` would not hold: documents published before it,
+        and undated ones indexed before it."""
         self.index.forget_published_before(since)
+        while self._undated and self._undated[0][0] < since:
+            self.index.forget(self._undated.popleft()[1])
 
     def fold(self, articles: Iterable[tuple[FeedItem, Article]]) -> list[Folded]:
         """Assign every article of a batch to a story, and index it for the batches after."""
@@ -93,6 +104,8 @@ class StoryHistory:
                 out.append(Folded(item, art, asg, "duplicate_url", f"same canonical URL as article {art.article_id}", wire))
                 continue
             asg = index.add(as_dedup_doc(art))
+            if art.published is None:
+                self._undated.append((art.fetched_at, art.article_id))
             if asg.link == "exact_copy":
                 out.append(Folded(item, art, asg, "exact_copy", f"same text as article {asg.matched_doc_id}", wire))
             else:
