@@ -6,8 +6,9 @@
 
 Every item leaves the pipeline as exactly one ItemResult (with its disposition). The pipeline
 never touches the database: history comes in as a side input (or, in process, as an index kept
-between batches), results go out as files, and the caller loads them in one transaction. So the same graph runs in process (FnApiRunner, the
-default: no download, no service) or on any Beam runner chosen by name and options.
+between batches), results go out as files, and the caller loads them in one transaction. So the
+same graph runs in process (FnApiRunner, the default: no download, no service) or on any Beam
+runner chosen by name and options.
 """
 
 from __future__ import annotations

@@ -874,7 +874,7 @@ class StoryIndex:
             return self._assignments[known]
         prepared = self._observed.pop(doc.doc_id, None)
         observed = prepared is not None
-        if prepared is not None:
+        if observed:
             counted, text, cut, known = prepared
         else:
             text = _cut(doc, self.settings)
