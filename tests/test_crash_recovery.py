@@ -76,6 +76,7 @@ class Episode:
     articles: int = 0
     alerts: int = 0                          # rows in alert_outbox
     lost: dict[str, int] = field(default_factory=dict)        # channel -> alerts never delivered
+    lost_log: list[str] = field(default_factory=list)         # the delivery log of each lost alert
     duplicated: dict[str, int] = field(default_factory=dict)  # channel -> extra deliveries
     dispositions: dict[str, int] = field(default_factory=dict)
     stale_batch_dirs: int = 0    # shard folders of killed batches left under <data_dir>/batches
@@ -309,6 +310,14 @@ def check_deliveries(data: Path, ep: Episode, received: dict[str, Counter[str | 
     """Every outbox alert reached each channel; extra deliveries are counted, not hidden."""
     with Store.open(data, read_only=True) as store:
         outbox = {r[0] for r in store.query("SELECT alert_id FROM alert_outbox")[1]}
+        for channel, got in received.items():
+            for alert_id in sorted(outbox - set(got)):
+                _, rows = store.query(
+                    "SELECT attempt, status, error, attempted_at, next_attempt_at FROM alert_deliveries "
+                    "WHERE alert_id = ? AND channel = ? ORDER BY attempted_at",
+                    [alert_id, channel],
+                )
+                ep.lost_log.append(f"{channel} {alert_id}: {rows or 'no delivery rows'}")
     for channel, got in received.items():
         ep.lost[channel] = len(outbox - set(got))
         ep.duplicated[channel] = sum(n - 1 for n in got.values() if n > 1)
@@ -375,8 +384,9 @@ class Report:
             lines.append(
                 f"  episode {e.index}: delays {[k.delay for k in e.kills]} phases {[k.phase for k in e.kills]} "
                 f"in flight {[sum(k.in_flight.values()) for k in e.kills]} "
-                f"items {e.items} articles {e.articles} alerts {e.alerts} dup {e.duplicated}"
+                f"items {e.items} articles {e.articles} alerts {e.alerts} lost {e.lost} dup {e.duplicated}"
             )
+            lines += [f"    LOST {x}" for x in e.lost_log]
         lines += [f"VIOLATION {x}" for x in t["violations"]]
         lines += [f"READER {k.episode}/{k.attempt}: {k.reader_error}" for k in self.kills if k.reader_error]
         return "\n".join(lines)
