@@ -1,0 +1,236 @@
+"""Article text for matching: site chrome removed, words normalised, the lead found, every word
+indexed with its zone (title, lead, body)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ZONES = ("title", "lead", "body", "any")
+# What each zone name lets a query see. "body" is the whole article text, its lead included.
+_ZONE_SETS: dict[str, frozenset[str]] = {
+    "title": frozenset({"title"}),
+    "lead": frozenset({"lead"}),
+    "body": frozenset({"lead", "body"}),
+    "any": frozenset({"title", "lead", "body"}),
+}
+_ZONE_RANK = {"body": 0, "lead": 1, "title": 2}
+
+LEAD_MAX_CHARS = 300
+LEAD_SENTENCES = 2
+PROMINENCE = {"title": 1.5, "lead": 1.25, "body": 1.0}
+REPETITION_CAP = 2.0
+# Hits are counted per this many words: five passing mentions in a 1,500-word analysis weigh
+# what two do in a 600-word report.
+HITS_PER_WORDS = 500
+# Words at least this frequent on the Zipf scale (the, of, and) carry no weight in similarity.
+_IDF_CEILING = 7.0
+# Title and text get positions this far apart so no phrase or NEAR window spans the two.
+_ZONE_GAP = 10_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Text: chrome removal, words, lead.
+
+_SHORT_LINE_WORDS = 12
+_CHROME_LINE = re.compile(
+    r"""^(?:
+        connect\ with\ us | follow\ us\b.* | post\ a\ comment | leave\ a\ (?:reply|comment)
+      | click\ to\ comment | comments? | continue\ reading | read\ (?:more|next|also)\b.*
+      | share\ (?:this|on|via)\b.* | share | tweet | print | email
+      | download\ (?:the|our)\ app\b.* | get\ the\ .*\bapp | .*\b(?:app\ store|google\ play)\b.*
+      | key\ takeaways | advertisement | sponsored(?:\ content)? | free\ ads\ here
+      | subscribe\b.* | sign\ up\b.* | sign\ in | log\ ?in | skip\ to\b.* | back\ to\ top
+      | privacy\ policy | terms\ of\ (?:use|service) | all\ rights\ reserved.* | ©.*
+      | published(?:\ on)? | updated | on | by
+      | your\ email\ address\ will\ not\ be\ published.*
+      | (?:\S+\ +){0,3}(?:logo|image|photo|badge|icon)
+    )[\s:.!]*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# Link teasers to other articles, whatever their length: "Related: Sanctions on Russia bite".
+_TEASER_PREFIX = re.compile(
+    r"^(?:related(?:\ (?:articles?|stories|posts|coverage|news|content))?|read\ (?:more|also|next)"
+    r"|see\ also|also\ read|more\ on\ this(?:\ story)?|recommended(?:\ for\ you)?|most\ (?:read|popular)"
+    r"|trending(?:\ now)?|watch|listen|don'?t\ miss)\s*[:|–—-]"
+    r"|^\d+\ (?:responses?|comments?)\ to\b",
+    re.IGNORECASE | re.VERBOSE,
+)
+_COOKIE = re.compile(r"\bcookies?\b", re.IGNORECASE)
+_COOKIE_CONTEXT = re.compile(
+    r"\b(?:accept|consent|privacy|browsing|experience|agree|settings|preferences)", re.IGNORECASE
+)
+_NAV_SEPARATOR = re.compile(r"\s*(?:\||•|·|»|›)\s*")
+_NAV_ITEM_WORDS = 4
+_NAV_ITEM_CHARS = 40
+_NAV_RUN = 3
+
+
+def _is_chrome_line(line: str) -> bool:
+    """One line judged on its own: a known boilerplate phrase, a teaser, a cookie notice, a menu."""
+    words = len(line.split())
+    if words <= _SHORT_LINE_WORDS and _CHROME_LINE.match(line):
+        return True
+    if _TEASER_PREFIX.match(line):
+        return True
+    if _COOKIE.search(line) and _COOKIE_CONTEXT.search(line) and words <= 80:
+        return True
+    items = [s for s in _NAV_SEPARATOR.split(line) if s]
+    return len(items) >= 3 and all(len(s.split()) <= _NAV_ITEM_WORDS for s in items)
+
+
+def _is_link_like(line: str) -> bool:
+    """A menu entry: a few words, no sentence punctuation."""
+    return (
+        len(line.split()) <= _NAV_ITEM_WORDS
+        and len(line) <= _NAV_ITEM_CHARS
+        and not re.search(r"[.!?\"”]$", line)
+    )
+
+
+def strip_chrome(text: str) -> str:
+    """Drop site boilerplate lines; return the remaining non-blank lines joined by newlines.
+
+    Removed: short lines that are known chrome ("Connect with us", "Post a Comment", "Read more",
+    "Share this", "Key Takeaways", app-store badges, image alt texts), teaser lines pointing at
+    other articles ("Related: ..."), cookie notices, menus on one line ("Home | World | ...") and
+    navigation lists: runs of three or more short link-like lines (blank lines in between do not
+    break a run). Article sentences are never short link-like lines, so they survive.
+    """
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not _is_chrome_line(ln)]
+    kept: list[str] = []
+    run: list[str] = []
+    for line in [*lines, ""]:  # the sentinel flushes a trailing run
+        if line and _is_link_like(line):
+            run.append(line)
+            continue
+        if len(run) < _NAV_RUN:
+            kept.extend(run)
+        run = []
+        if line:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'"})
+# A dotted abbreviation ("U.S.", "U.K.") is one word, spelled without its dots; else letters and
+# digits, with inner apostrophes ("don't", "Russia's").
+_WORD_RE = re.compile(r"(?:[^\W\d_]\.){2,}|[^\W_]+(?:'[^\W_]+)*")
+
+
+def _normalise(word: str) -> str:
+    """Case-fold, drop dots and a possessive 's: `Russia` matches "Russia's" but not "Russian",
+    `US` matches "U.S."."""
+    w = word.translate(_APOSTROPHES).casefold().replace(".", "")
+    return w[:-2] if w.endswith("'s") else w
+
+
+def _words(text: str) -> list[tuple[str, int, int]]:
+    """(normalised word, start, end) for each word; offsets index `text`.
+
+    Hyphens split words ("pro-Kremlin" -> pro, kremlin), and queries are split the same way, so
+    phrases written like the text match it.
+    """
+    # translate() maps one character to one character, so the offsets stay valid for `text`.
+    return [
+        (_normalise(m.group()), m.start(), m.end()) for m in _WORD_RE.finditer(text.translate(_APOSTROPHES))
+    ]
+
+
+# A sentence ends at . ! ? (with any closing quotes) followed by space, or at a line end; the
+# whitespace is consumed so a full stop at the end of a line counts once.
+_SENTENCE_END = re.compile(r"[.!?][\"”’')\]]*(?:\s+|$)|\n")
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr st gen sen rep gov lt col sgt capt jr sr vs no prof pres corp inc ltd co jan feb "
+    "mar apr jun jul aug sep sept oct nov dec".split()
+)
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    """Whether the full stop at `dot` closes an abbreviation ("U.S.", "Mr.") rather than a sentence."""
+    m = re.search(r"[\w.]*$", text[max(0, dot - 20) : dot])
+    word = m.group() if m else ""
+    return "." in word or len(word) == 1 or word.casefold() in _ABBREVIATIONS
+
+
+def _lead_span(text: str) -> tuple[int, int]:
+    """Character range of the lead: the first two sentences, at most ~300 characters.
+
+    The lead starts at the first line of four words or more, skipping datelines and section labels
+    that extraction leaves at the top.
+    """
+    start = 0
+    for line in text.split("\n"):
+        if len(line.split()) >= 4:
+            break
+        start += len(line) + 1
+    else:  # nothing but short lines: they are all the lead there is
+        start = 0
+    end, sentences = len(text), 0
+    for m in _SENTENCE_END.finditer(text, start):
+        if m.group()[0] == "." and _is_abbreviation(text, m.start()):
+            continue
+        sentences += 1
+        if sentences == LEAD_SENTENCES:
+            end = m.end()
+            break
+    cap = start + LEAD_MAX_CHARS
+    if end > cap:  # cut at the end of the word that straddles the cap
+        space = re.search(r"\s", text[cap:])
+        end = min(end, cap + space.start()) if space else end
+    return start, end
+
+
+@dataclass
+class _Doc:
+    """An article tokenised for matching: parallel lists, one entry per word."""
+
+    title: str
+    text: str
+    norms: list[str]
+    positions: list[int]
+    zones: list[str]
+    starts: list[int]
+    ends: list[int]
+    index: dict[str, list[int]]
+    lead: tuple[int, int]
+    dropped_lines: int
+    words_in_text: int
+    # Zones a query may see at all. Normally all; _prominence narrows it to ask "does the title
+    # alone satisfy this clause?", and a field scope (title:, body:) cannot widen it again.
+    visible: frozenset[str] = _ZONE_SETS["any"]
+
+    def source(self, i: int) -> str:
+        return self.title if self.zones[i] == "title" else self.text
+
+    def surface(self, first: int, last: int) -> str:
+        """The words first..last (inclusive) as they appear in the article."""
+        return self.source(first)[self.starts[first] : self.ends[last]]
+
+
+def _build_doc(title: str, text: str) -> _Doc:
+    """Strip chrome from title and text, find the lead, and index every word with its zone."""
+    raw_lines = sum(1 for ln in text.splitlines() if ln.strip())
+    title = strip_chrome(title).replace("\n", " ")
+    text = strip_chrome(text)
+    text_words = _words(text)
+    lead = _lead_span(text)
+    doc = _Doc(title, text, [], [], [], [], [], {}, lead, raw_lines - len(text.splitlines()), len(text_words))
+    for pos, (w, s, e) in enumerate(_words(title)):
+        _add_word(doc, w, pos, "title", s, e)
+    for n, (w, s, e) in enumerate(text_words):
+        zone = "lead" if lead[0] <= s < lead[1] else "body"
+        _add_word(doc, w, _ZONE_GAP + n, zone, s, e)
+    return doc
+
+
+def _add_word(doc: _Doc, word: str, pos: int, zone: str, start: int, end: int) -> None:
+    doc.index.setdefault(word, []).append(len(doc.norms))
+    doc.norms.append(word)
+    doc.positions.append(pos)
+    doc.zones.append(zone)
+    doc.starts.append(start)
+    doc.ends.append(end)
+
+

@@ -1,0 +1,57 @@
+"""Compiled topics: frozen dataclasses of plain values, so a `Topic` pickles (Beam ships the list
+to its workers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.topics.query import Node
+
+# ---------------------------------------------------------------------------------------------
+# Compiled topics.
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One named clause of a topic: its query as written and compiled, the zone it reads, its weight."""
+
+    name: str
+    query: str
+    node: Node
+    zone: str = "any"
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """A seed document as a unit-length TF-IDF vector (kept as sorted pairs: hashable, picklable)."""
+
+    id: str
+    vector: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A snippet from a topic file's `examples`, run by `check_examples`."""
+
+    text: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A compiled topic file (see seeds/TOPICS.md for the meaning of each field)."""
+
+    id: str
+    description: str
+    rules: tuple[Rule, ...]
+    exemplars: tuple[Exemplar, ...] = ()
+    alert_threshold: float = 0.5
+    mention_threshold: float = 0.2
+    alert_on_mentions: bool = False
+    exemplar_weight: float = 0.2
+    must_match: tuple[Example, ...] = ()
+    must_not_match: tuple[Example, ...] = ()
+    source: str = ""  # the file it was loaded from, for messages
+
+
