@@ -402,6 +402,57 @@ def cmd_topics_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics_train(args: argparse.Namespace) -> int:
+    """Fit each topic's relevance model and save it beside the topic file (<id>.model.json)."""
+    from pipeline.stages.topics import load_topics
+    from pipeline.topics.labelled import examples_of, for_topic, load_labelled
+    from pipeline.topics.train import train
+
+    cfg = _load_config(args)
+    topics = load_topics(args.topics or cfg.topics_dir)
+    if args.topic:
+        topics = [t for t in topics if t.id in set(args.topic)]
+        if not topics:
+            raise ConfigError(f"no topic named {', '.join(args.topic)}", path=str(args.topics or cfg.topics_dir))
+    corpora = [d for path in args.corpus for d in load_labelled(path)]
+    stored = [] if args.no_store else _stored_labels(cfg)
+    for topic in topics:
+        items = examples_of(topic) + for_topic(corpora, topic.id) + [it for tid, it in stored if tid == topic.id]
+        model = train(topic, items)
+        out = Path(topic.source).with_name(f"{topic.id}.model.json")
+        _write_atomic(out, json.dumps(model.to_json(), indent=1, sort_keys=False) + "\n")
+        counts = model.trained["texts"]
+        top = sorted(zip(model.features, model.weights, strict=True), key=lambda fw: -abs(fw[1]))[:5]
+        print(f"{topic.id}: trained on {len(items)} texts ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
+              f"alert at P >= {model.threshold:.2f} (short texts {model.short_threshold:.2f}); wrote {out}")
+        print("  strongest: " + ", ".join(f"{f} {w:+.2f}" for f, w in top))
+    return 0
+
+
+def _stored_labels(cfg):
+    """(topic, Labelled) for every analyst label in the store; none when there is no store yet."""
+    from pipeline.store import Store
+    from pipeline.topics.train import Labelled
+
+    if not (Path(cfg.data_dir) / "catalog.sqlite").exists() and not any(Path(cfg.data_dir).glob("*.sqlite")):
+        return []
+    with Store.open(cfg.data_dir, read_only=True) as store:
+        _, rows = store.query(
+            "SELECT l.topic, l.article_id, a.title, a.text, l.label, coalesce(a.source, ''), "
+            "CAST(coalesce(a.published, a.stored_at) AS VARCHAR) "
+            "FROM topic_labels l JOIN articles a USING (article_id) "
+            "QUALIFY row_number() OVER (PARTITION BY l.topic, l.article_id ORDER BY l.labelled_at DESC) = 1"
+        )
+    return [(t, Labelled(aid, title or "", text or "", label, "article", src, (when or "")[:10]))
+            for t, aid, title, text, label, src, when in rows]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 # --- eval --------------------------------------------------------------------------------------------
 
 
@@ -509,6 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--topics", metavar="DIR")
     p.set_defaults(func=cmd_topics_check)
+    p = topics.add_parser("train", help="fit each topic's relevance model from its examples and labelled texts")
+    _common(p)
+    p.add_argument("--topics", metavar="DIR")
+    p.add_argument("--topic", action="append", default=[], metavar="ID", help="only this topic (repeatable)")
+    p.add_argument("--corpus", action="append", default=[], metavar="PATH",
+                   help="labelled texts: a topics-dev style folder, a .jsonl file or the seeds folder (repeatable)")
+    p.add_argument("--no-store", action="store_true", help="leave out the analysts' labels kept in the store")
+    p.set_defaults(func=cmd_topics_train)
     p = topics.add_parser("backtest", help="run a topic over stored history; nothing is sent")
     _common(p)
     p.add_argument("topic")

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.models import DedupDoc
 from pipeline.stages.dedup import DedupSettings, StoryIndex, fold_stories
 from pipeline.stages.topics import Topic, check_examples, load_topics, match_article, should_alert
@@ -436,6 +438,44 @@ def topics_on_labelled(topics: Sequence[Topic], corpora: Path, labels_path: Path
     return out
 
 
+def topics_on_dev(topics: Sequence[Topic], folder: Path) -> dict[str, Any]:
+    """Alert-level figures on the labelled development set (articles and 2025 feed entries), per
+    topic: out of fold, with folds by source and by time (each text scored by a model fitted without
+    its fold), and in sample (the shipped topic as it is, whose model may have seen these texts).
+
+    Training in each fold uses the other folds, the topic's own examples and the labelled seeds,
+    exactly what `newsmon topics train` uses.
+    """
+    from pipeline.topics.labelled import examples_of, for_topic, load_labelled
+    from pipeline.topics.train import cross_validate, score_alerts
+
+    dev = load_labelled(folder)
+    seeds = load_labelled(SEEDS)
+    out: dict[str, Any] = {}
+    for topic in topics:
+        items = for_topic(dev, topic.id) + examples_of(topic) + for_topic(seeds, topic.id, "example")
+        res: dict[str, Any] = {}
+        for scheme in ("source", "time"):
+            oof = cross_validate(topic, items, scheme)
+            for kind in ("article", "headline"):
+                res[f"oof_{scheme}_{kind}"] = score_alerts(items, oof.alert, kind)
+        in_sample = np.array([
+            any(should_alert(m, topic) for m in match_article(it.id, it.title, it.text, [topic]))
+            for it in items
+        ])
+        for kind in ("article", "headline"):
+            res[f"in_sample_{kind}"] = score_alerts(items, in_sample, kind)
+        # The headline figure per kind: the worse of the two fold schemes.
+        for kind in ("article", "headline"):
+            for metric in ("precision", "strict_precision", "recall"):
+                vals = [res[f"oof_{s}_{kind}"][metric] for s in ("source", "time")]
+                vals = [v for v in vals if v is not None]
+                res[f"{kind}_{metric}"] = min(vals) if vals else None
+        res["model"] = topic.model is not None
+        out[topic.id] = res
+    return out
+
+
 def evaluate_topics(corpora: Path | None, topics_dir: Path, *, labels: Path = TOPIC_LABELS) -> dict:
     """Topic matching quality: per topic on the seeds, on the labelled articles (needs `corpora`),
     and the topics' own examples."""
@@ -447,6 +487,8 @@ def evaluate_topics(corpora: Path | None, topics_dir: Path, *, labels: Path = TO
     }
     if corpora is not None:
         out["labelled"] = topics_on_labelled(topics, corpora, labels)
+        if (corpora / "topics-dev").is_dir():
+            out["dev"] = topics_on_dev(topics, corpora / "topics-dev")
     else:
         out["skipped"] = "labelled articles: corpora folder not found (set NEWSMON_CORPORA)"
     return {"topics": out}
@@ -551,6 +593,20 @@ def _topic_lines(t: dict[str, Any]) -> list[str]:
             )
             lines += [f"      wrong: {w}" for w in s["wrong"]]
             lines += [f"      mention on a 'no' item: {i}" for i in s["no_but_mention_ids"]]
+    if "dev" in t:
+        lines.append("  topics-dev (alert level; P leaves alerts on 'mentions' out, strict P counts them wrong)")
+        lines.append(f"    {'topic':<12} {'figure':<18} {'kind':<9} {'P':>6} {'strictP':>7} {'R':>6}  about alerts  tp fp fp(m) fn")
+        for topic, r in t["dev"].items():
+            for fig in ("oof_source", "oof_time", "in_sample"):
+                for kind in ("article", "headline"):
+                    s = r[f"{fig}_{kind}"]
+                    lines.append(
+                        f"    {topic:<12} {fig:<18} {kind:<9} {_fmt(s['precision']):>6} {_fmt(s['strict_precision']):>7} "
+                        f"{_fmt(s['recall']):>6}  {s['about']:>5} {s['alerts']:>6} {s['tp']:>3} {s['fp']:>2} "
+                        f"{s['fp_mentions']:>5} {s['fn']:>2}"
+                    )
+            if not r["model"]:
+                lines.append(f"    {topic}: no trained model; in-sample figures are the rules alone")
     if "labelled" in t:
         lab = t["labelled"]
         lines.append(f"  labelled set: {lab['pages']} extraction pages, {lab['listed']} listed in the labels "

@@ -3,6 +3,7 @@ into `Topic`s."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,8 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
-from pipeline.topics.query import QueryError, parse_query
+from pipeline.topics.learn import load_model
+from pipeline.topics.query import Node, QueryError, parse_query
 from pipeline.topics.score import _exemplar_vector
 from pipeline.topics.topic import Example, Exemplar, Rule, Topic
 
@@ -81,6 +83,8 @@ class _TopicSpec(_Strict):
     alert_on_mentions: bool = False
     exemplar_weight: float = Field(0.2, ge=0, le=1)
     examples: _ExamplesSpec = _ExamplesSpec()
+    vocabulary: Annotated[str, StringConstraints(min_length=1)] | None = None
+    require: list[_Slug] = []
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> _TopicSpec:
@@ -163,22 +167,35 @@ def _node_at(root: yaml.Node, loc: Sequence[Any]) -> yaml.Node | None:
     return node
 
 
-def _compile_rule(spec: _RuleSpec, root: yaml.Node, index: int, path: str) -> Rule:
+def _compile_query(query: str, root: yaml.Node, loc: tuple, label: str, path: str) -> Node:
     # One line, single spaces: a long query folded over several YAML lines reads (and points its
     # error caret) the same as a short one.
-    query = " ".join(spec.query.split())
     try:
-        node = parse_query(query)
+        return parse_query(query)
     except QueryError as e:
-        qnode = _node_at(root, ("rules", index, "query"))
+        qnode = _node_at(root, loc)
         line = qnode.start_mark.line + 1 if qnode is not None else None
         caret = " " * e.position + "^"
         raise ConfigError(
-            f"rule '{spec.name}': bad query: {e.message}\n    {query}\n    {caret}",
+            f"{label}: bad query: {e.message}\n    {query}\n    {caret}",
             path=path,
             line=line,
         ) from None
+
+
+def _compile_rule(spec: _RuleSpec, root: yaml.Node, index: int, path: str) -> Rule:
+    query = " ".join(spec.query.split())
+    node = _compile_query(query, root, ("rules", index, "query"), f"rule '{spec.name}'", path)
     return Rule(spec.name, query, node, spec.zone, spec.weight)
+
+
+def _load_model(topic: Topic, root: yaml.Node) -> Topic:
+    """Attach `<id>.model.json` from beside the topic file, if there is one."""
+    file = Path(topic.source).with_name(f"{topic.id}.model.json")
+    if not file.exists():
+        return topic
+    model = load_model(file, topic.feature_names)
+    return dataclasses.replace(topic, model=model, model_stale=model.fingerprint != topic.fingerprint)
 
 
 def _load_exemplar(spec: _ExemplarSpec, n: int, topic_file: Path, root: yaml.Node) -> Exemplar:
@@ -237,9 +254,21 @@ def load_topic(path: str | Path) -> Topic:
         )
     _check_unique([r.name for r in spec.rules], "rule name", root, "rules", "name", where)
     rules = tuple(_compile_rule(r, root, i, where) for i, r in enumerate(spec.rules))
+    unknown = [r for r in spec.require if r not in {x.name for x in rules}]
+    if unknown:
+        raise ConfigError(
+            f"require names '{unknown[0]}', which is not a rule of this topic; use one of: "
+            + ", ".join(r.name for r in rules),
+            path=where,
+            line=_line_of(root, ("require",)),
+        )
+    vocabulary = None
+    if spec.vocabulary is not None:
+        query = " ".join(spec.vocabulary.split())
+        vocabulary = Rule("vocabulary", query, _compile_query(query, root, ("vocabulary",), "vocabulary", where))
     exemplars = tuple(_load_exemplar(x, i, path, root) for i, x in enumerate(spec.exemplars))
     _check_unique([x.id for x in exemplars], "exemplar id", root, "exemplars", "path", where)
-    return Topic(
+    topic = Topic(
         id=spec.id,
         description=spec.description.strip(),
         rules=rules,
@@ -251,7 +280,10 @@ def load_topic(path: str | Path) -> Topic:
         must_match=tuple(_example(x) for x in spec.examples.must_match),
         must_not_match=tuple(_example(x) for x in spec.examples.must_not_match),
         source=where,
+        vocabulary=vocabulary,
+        require=tuple(spec.require),
     )
+    return _load_model(topic, root)
 
 
 def _check_unique(values: list[str], what: str, root: yaml.Node, section: str, key: str, path: str) -> None:

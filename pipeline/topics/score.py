@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from wordfreq import zipf_frequency
 
 from pipeline.models import Evidence, TopicMatch
+from pipeline.topics.learn import _paragraph_of, clause_features, short_text
 from pipeline.topics.query import Occurrence
 from pipeline.topics.text import (  # noqa: F401
     _IDF_CEILING,
@@ -129,6 +130,17 @@ class _Decision:
     rule_score: float
     similarity: _Similarity | None
     exemplar_score: float
+    learned: _Learned | None = None
+
+
+@dataclass(frozen=True)
+class _Learned:
+    """What the topic's model made of the article."""
+
+    probability: float
+    threshold: float
+    gate_open: bool  # a required rule fired (no alert without one)
+    contributions: tuple[tuple[str, float], ...]  # (feature, weight x value), largest effect first
 
 
 def _prominence(doc: _Doc, rule: Rule) -> str:
@@ -185,7 +197,34 @@ def _decide(doc: _Doc, topic: Topic, doc_vec: Callable[[], dict[str, float]] | N
         level = "alert"
     elif score >= topic.mention_threshold:
         level = "mention"
-    return _Decision(score, level, clauses, rule_score, similarity, exemplar_score)
+    learned = None
+    if topic.model is not None and clauses:
+        learned = _learned(doc, topic, doc_vec)
+        score = round(learned.probability, 4)
+        if not learned.gate_open:  # none of the rules that carry the topic's sense fired
+            level = None
+        elif learned.probability >= learned.threshold:
+            level = "alert"
+        elif level == "alert":  # the rules alone would alert; the model says it only touches on it
+            level = "mention"
+    return _Decision(score, level, clauses, rule_score, similarity, exemplar_score, learned)
+
+
+def _learned(doc: _Doc, topic: Topic, doc_vec: Callable[[], dict[str, float]] | None) -> _Learned:
+    model = topic.model
+    assert model is not None
+    values = topic_features(doc, topic, doc_vec)
+    required = topic.require or tuple(r.name for r in topic.rules)
+    contributions = sorted(
+        ((f, c) for f, c in model.contributions(values) if abs(c) >= 0.005), key=lambda fc: -abs(fc[1])
+    )
+    return _Learned(
+        probability=model.probability(values),
+        threshold=model.threshold_for(bool(values.get("short"))),
+        gate_open=any(values.get(f"{r}:fired") for r in required),
+        contributions=tuple(contributions),
+    )
+
 
 
 def _doc_vector(doc: _Doc) -> dict[str, float]:
@@ -209,6 +248,17 @@ def _evidence(decision: _Decision) -> tuple[Evidence, ...]:
     if sim is not None:
         evidence.append(
             Evidence("exemplar", f"{sim.exemplar} similarity {sim.cosine:.2f}", "body", sim.shared)
+        )
+    learned = decision.learned
+    if learned is not None:
+        evidence.append(
+            Evidence(
+                "model",
+                f"P(about) {learned.probability:.2f}, alert at {learned.threshold:.2f}"
+                + ("" if learned.gate_open else "; no required rule fired"),
+                "any",
+                tuple(f"{f} {c:+.2f}" for f, c in learned.contributions[:6]),
+            )
         )
     return tuple(evidence)
 
@@ -288,5 +338,47 @@ def explain(title: str, text: str, topic: Topic) -> str:
             f"  exemplars: +{d.exemplar_score:.2f} = weight {topic.exemplar_weight:g} x similarity "
             f"{s.cosine:.2f} to {s.exemplar}; shared: {', '.join(s.shared)}"
         )
+    if topic.model is None:
+        out.append("  model: none (rules and exemplars score; train one with `newsmon topics train`)")
+    elif d.learned is None:
+        out.append("  model: not consulted (no rule fired)")
+    else:
+        m = d.learned
+        stale = " (trained on other rules: retrain)" if topic.model_stale else ""
+        out.append(
+            f"  model{stale}: P(about) {m.probability:.2f} against alert threshold {m.threshold:.2f}"
+            + ("" if m.gate_open else f"; no alert: none of the required rules fired ({', '.join(topic.require)})")
+        )
+        out.append(f"    intercept {topic.model.intercept:+.2f}")
+        for f, c in m.contributions[:12]:
+            out.append(f"    {c:+.2f}  {f}")
     return "\n".join(out)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Features for the learned model (pipeline/topics/learn.py).
+
+
+def topic_features(doc: _Doc, topic: Topic, doc_vec: Callable[[], dict[str, float]] | None = None) -> dict[str, float]:
+    """The named feature values of one article for one topic; absent names are 0."""
+    paragraphs = _paragraph_of(doc)
+    out: dict[str, float] = {}
+    clauses = [(r.name, r) for r in topic.rules]
+    if topic.vocabulary is not None:
+        clauses.append(("vocabulary", topic.vocabulary))
+    for name, rule in clauses:
+        for key, value in clause_features(doc, rule.node, rule.zone, paragraphs).items():
+            out[f"{name}:{key}"] = value
+    vec = doc_vec() if doc_vec else _doc_vector(doc)
+    if topic.exemplars:
+        sim = _closest_exemplar(doc, topic, vec)
+        if sim is not None:
+            out["exemplar"] = sim.cosine
+    if topic.model is not None:
+        for name, profile in topic.model.profiles.items():
+            out[f"profile:{name}"] = sum(v * vec.get(w, 0.0) for w, v in profile)
+    if short_text(doc):
+        out.update({f"short:{k}": v for k, v in out.items()})
+        out["short"] = 1.0
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.topics.learn import TopicModel, feature_names, fingerprint
 from pipeline.topics.query import Node
 
 # ---------------------------------------------------------------------------------------------
@@ -53,5 +54,23 @@ class Topic:
     must_match: tuple[Example, ...] = ()
     must_not_match: tuple[Example, ...] = ()
     source: str = ""  # the file it was loaded from, for messages
+    # The topic's words beyond its rules, one query (usually an OR of words): a feature for the
+    # learned model, never a match on its own.
+    vocabulary: Rule | None = None
+    # Rule names of which at least one must fire for an alert: the sense check ("a deadline tied
+    # to ending the war", not any deadline near "Russia"). Empty: no such check.
+    require: tuple[str, ...] = ()
+    # The learned relevance model (<id>.model.json beside the file), or None: rules alone score.
+    model: TopicModel | None = None
+    model_stale: bool = False  # trained on other rules or vocabulary than the file has now
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return feature_names([r.name for r in self.rules], self.vocabulary is not None)
+
+    @property
+    def fingerprint(self) -> str:
+        vocab = self.vocabulary.query if self.vocabulary else ""
+        return fingerprint([(r.name, r.query, r.zone) for r in self.rules], vocab)
 
 
