@@ -10,7 +10,7 @@ the line and the fix).
     newsmon status [--dead-letters] feed health for operators; or the items given up for good
     newsmon dedup --in --out        fold documents (JSON lines) into stories
     newsmon match --in --out        match documents (JSON lines) against the topics
-    newsmon topics test|check|backtest   explain, verify and backtest topic definitions
+    newsmon topics test|check|train|label|backtest   explain, verify, train, teach and backtest topics
     newsmon eval dedup|topics       measure quality against the pinned floors
 """
 
@@ -369,14 +369,24 @@ def _parse_since(value: str):
 
 
 def cmd_topics_backtest(args: argparse.Namespace) -> int:
-    """Run one topic over stored history; print matches per day and the alerts it would send."""
+    """Run one topic, as its files say now, over stored history and compare with what it alerted.
+
+    Prints per day the articles, matches and (topic, story) alerts the topic would give now, the
+    stories that would newly alert and those that would no longer, and the projected alerts per
+    day. Nothing is sent. With --apply, the matches found are recorded in the store marked as
+    backfill (never alerted), so a topic change never floods a channel with history.
+    """
+    from datetime import UTC, datetime
+
+    from pipeline.models import to_dict
     from pipeline.stages.topics import match_article, should_alert
     from pipeline.store import Store
 
     cfg, topic = _topic(args, args.topic)
     since = _parse_since(args.since)
     per_day: dict[str, list[int]] = {}
-    alert_stories: set[str] = set()
+    new_alerts: dict[str, str] = {}  # story -> day of its first alert under the new definition
+    found: list[dict] = []
     with Store.open(cfg.data_dir, read_only=True) as store:
         total = int(store.scalar("SELECT count(*) FROM articles WHERE coalesce(published, stored_at) >= ?", [since]) or 0)
         _, rows = store.query(
@@ -384,21 +394,67 @@ def cmd_topics_backtest(args: argparse.Namespace) -> int:
             "FROM articles WHERE coalesce(published, stored_at) >= ? ORDER BY 5, article_id",
             [since],
         )
+        _, old = store.query(
+            "SELECT o.story_id, min(CAST(o.created_at AS DATE)) FROM alert_outbox o "
+            "WHERE o.topic = ? AND o.story_id IN (SELECT story_id FROM articles "
+            "WHERE coalesce(published, stored_at) >= ?) GROUP BY 1",
+            [topic.id, since],
+        )
+    old_alerts = {story: str(day) for story, day in old}
     for n, (aid, story_id, title, text, day) in enumerate(rows, 1):
         counts = per_day.setdefault(str(day), [0, 0, 0])
         counts[0] += 1
         for m in match_article(aid, title or "", text or "", [topic]):
             counts[1] += 1
-            if should_alert(m, topic) and story_id not in alert_stories:
-                alert_stories.add(story_id)
+            alert = should_alert(m, topic)
+            found.append({"article_id": aid, "story_id": story_id, "topic": topic.id, "score": m.score,
+                          "level": m.level, "evidence": [to_dict(e) for e in m.evidence]})
+            if alert and story_id not in new_alerts:
+                new_alerts[story_id] = str(day)
                 counts[2] += 1
         if n % 200 == 0 or n == total:
             print(f"\r  matched {n}/{total} articles", end="", file=sys.stderr, flush=True)
     if total:
         print(file=sys.stderr)
     print(format_rows(["day", "articles", "matches", "alerts"], [(d, *c) for d, c in sorted(per_day.items())], "table"))
-    print(f"topic {topic.id} since {since:%Y-%m-%d %H:%M} UTC: {sum(c[1] for c in per_day.values())} matching articles, "
-          f"{len(alert_stories)} alerts would have been sent (one per story); nothing was sent")
+    appear = sorted(set(new_alerts) - set(old_alerts))
+    gone = sorted(set(old_alerts) - set(new_alerts))
+    days = max(1, len(per_day))
+    if topic.model_stale:
+        print(f"note: {topic.id}.model.json was trained on other rules or vocabulary; retrain with `newsmon topics train`")
+    print(f"topic {topic.id} since {since:%Y-%m-%d %H:%M} UTC over {days} day(s): {len(new_alerts)} story alerts now "
+          f"against {len(old_alerts)} sent; {len(appear)} would appear, {len(gone)} would disappear; "
+          f"projected {len(new_alerts) / days:.1f} alerts per day (was {len(old_alerts) / days:.1f})")
+    for label, stories in (("would appear", appear), ("would disappear", gone)):
+        for story in stories[: args.show]:
+            print(f"  {label}: story {story} ({new_alerts.get(story) or old_alerts.get(story)})")
+        if len(stories) > args.show:
+            print(f"  {label}: ... and {len(stories) - args.show} more (--show N)")
+    if args.apply:
+        from pipeline.store.labels import record_backfill
+
+        with Store.open(cfg.data_dir) as store:
+            written = record_backfill(store, found, datetime.now(UTC))
+        print(f"applied: {written} matches recorded as backfill (not alerted); {len(found) - written} were stored already")
+    else:
+        print("nothing was sent or stored (--apply records the matches as backfill, never alerted)")
+    return 0
+
+
+def cmd_topics_label(args: argparse.Namespace) -> int:
+    """Record an analyst's judgement of a stored article for a topic (a training example)."""
+    import getpass
+    from datetime import UTC, datetime
+
+    from pipeline.store import Store
+    from pipeline.store.labels import add_topic_label
+
+    cfg, topic = _topic(args, args.topic)
+    by = args.by or os.environ.get("NEWSMON_USER") or getpass.getuser()
+    with Store.open(cfg.data_dir) as store:
+        add_topic_label(store, args.article_id, topic.id, args.label, by, datetime.now(UTC), args.note or "")
+    print(f"labelled {args.article_id} '{args.label}' for {topic.id} (by {by}); "
+          f"`newsmon topics train` makes it a training example")
     return 0
 
 
@@ -434,11 +490,11 @@ def _stored_labels(cfg):
     from pipeline.store import Store
     from pipeline.topics.train import Labelled
 
-    if not (Path(cfg.data_dir) / "catalog.sqlite").exists() and not any(Path(cfg.data_dir).glob("*.sqlite")):
+    if not (Path(cfg.data_dir) / "catalog.sqlite").exists():
         return []
     with Store.open(cfg.data_dir, read_only=True) as store:
         _, rows = store.query(
-            "SELECT l.topic, l.article_id, a.title, a.text, l.label, coalesce(a.source, ''), "
+            "SELECT l.topic, l.article_id, a.title, a.text, l.label, coalesce(a.sitename, a.feed_id, ''), "
             "CAST(coalesce(a.published, a.stored_at) AS VARCHAR) "
             "FROM topic_labels l JOIN articles a USING (article_id) "
             "QUALIFY row_number() OVER (PARTITION BY l.topic, l.article_id ORDER BY l.labelled_at DESC) = 1"
@@ -568,11 +624,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="labelled texts: a topics-dev style folder, a .jsonl file or the seeds folder (repeatable)")
     p.add_argument("--no-store", action="store_true", help="leave out the analysts' labels kept in the store")
     p.set_defaults(func=cmd_topics_train)
-    p = topics.add_parser("backtest", help="run a topic over stored history; nothing is sent")
+    p = topics.add_parser("label", help="record a judgement of a stored article for a topic (about|mentions|no)")
+    _common(p)
+    p.add_argument("article_id")
+    p.add_argument("topic")
+    p.add_argument("label", choices=("about", "mentions", "no"))
+    p.add_argument("--by", help="who judged it (default: $NEWSMON_USER or the login name)")
+    p.add_argument("--note", help="a one-line reason")
+    p.add_argument("--topics", metavar="DIR")
+    p.set_defaults(func=cmd_topics_label)
+    p = topics.add_parser("backtest", help="run a topic over stored history; compare with what it alerted; nothing is sent")
     _common(p)
     p.add_argument("topic")
     p.add_argument("--since", default="30d", help="30d, 12h or an ISO date (default 30d)")
     p.add_argument("--topics", metavar="DIR")
+    p.add_argument("--apply", action="store_true", help="record the matches found as backfill (never alerted)")
+    p.add_argument("--show", type=int, default=10, metavar="N", help="list at most N stories that appear or disappear")
     p.set_defaults(func=cmd_topics_backtest)
     return parser
 
