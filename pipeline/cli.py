@@ -347,7 +347,14 @@ def cmd_topics_check(args: argparse.Namespace) -> int:
     for topic in load_topics(args.topics or cfg.topics_dir):
         problems = check_examples(topic)
         n = len(topic.must_match) + len(topic.must_not_match)
-        print(f"{topic.id}: {n - len(problems)}/{n} examples pass")
+        if topic.model is not None:
+            model = (f"model: alert at P(about) >= {topic.model.threshold:.2f} (short texts "
+                     f"{topic.model.short_threshold:.2f}), trained on {sum(topic.model.trained.get('texts', {}).values())} texts")
+        else:
+            model = "model: none, rules alone score (train one with `newsmon topics train`)"
+        if topic.model_stale:
+            model += "; STALE: the rules or vocabulary changed since training, retrain with `newsmon topics train`"
+        print(f"{topic.id}: {n - len(problems)}/{n} examples pass; {model}")
         for p in problems:
             print(f"  FAIL {p}")
         failures += len(problems)

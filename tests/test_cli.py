@@ -118,7 +118,8 @@ def test_topics_backtest_counts_alerts_without_sending(tmp_path: Path, capsys) -
     assert main(["topics", "backtest", "ultimatum", "--data-dir", str(tmp_path / "d"), "--since", "2025-07-01"]) == 0
     out = capsys.readouterr().out
     assert "| 2025-08-01 | 3        | 3       | 2      |" in out
-    assert "2 alerts would have been sent" in out
+    assert "2 story alerts now against 0 sent; 2 would appear" in out
+    assert "nothing was sent or stored" in out
     with Store.open(tmp_path / "d", read_only=True) as s:
         assert s.scalar("SELECT count(*) FROM alert_outbox") == 0
 

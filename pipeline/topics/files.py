@@ -4,6 +4,7 @@ into `Topic`s."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,10 +22,12 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
-from pipeline.topics.learn import load_model
+from pipeline.topics.learn import StaleModel, load_model
 from pipeline.topics.query import Node, QueryError, parse_query
 from pipeline.topics.score import _exemplar_vector
 from pipeline.topics.topic import Example, Exemplar, Rule, Topic
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------
 # Topic files: strict schema, validated with line numbers taken from the YAML node tree.
@@ -194,7 +197,11 @@ def _load_model(topic: Topic, root: yaml.Node) -> Topic:
     file = Path(topic.source).with_name(f"{topic.id}.model.json")
     if not file.exists():
         return topic
-    model = load_model(file, topic.feature_names)
+    try:
+        model = load_model(file, topic.feature_names)
+    except StaleModel as e:
+        log.warning("topic_model_stale", extra={"topic": topic.id, "detail": str(e)})
+        return dataclasses.replace(topic, model=None, model_stale=True)
     return dataclasses.replace(topic, model=model, model_stale=model.fingerprint != topic.fingerprint)
 
 

@@ -37,6 +37,8 @@ from pipeline.topics.text import _ZONE_SETS, _Doc
 MODEL_VERSION = 1
 PROFILES = ("about", "mentions")
 PROFILE_WORDS = 300
+# Short texts get their own copy of every feature (a headline weighs its evidence differently).
+SHORT_COPIES = True
 SHORT_TEXT_WORDS = 40
 _HEADLINE_ZONES = (("title", frozenset({"title"})), ("lead", frozenset({"title", "lead"})))
 
@@ -85,6 +87,10 @@ def fingerprint(rules: Sequence[tuple[str, str, str]], vocabulary: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+class StaleModel(Exception):
+    """The model was trained on rules the topic no longer has: it cannot be applied."""
+
+
 def load_model(path: Path, feature_names: Sequence[str]) -> TopicModel:
     where = str(path)
     try:
@@ -98,10 +104,10 @@ def load_model(path: Path, feature_names: Sequence[str]) -> TopicModel:
         weights = data["weights"]
         unknown = sorted(set(weights) - set(feature_names))
         if unknown:
-            raise ConfigError(
-                f"the model uses features the topic no longer has ({', '.join(unknown[:5])}): a rule was "
-                "renamed or removed; retrain it with `newsmon topics train`",
-                path=where,
+            raise StaleModel(
+                f"{where}: the model uses features the topic no longer has ({', '.join(unknown[:3])}): a rule was "
+                "renamed or removed; the topic scores by its rules alone until you retrain it with "
+                "`newsmon topics train`"
             )
         return TopicModel(
             features=tuple(weights),
@@ -131,7 +137,7 @@ def feature_names(rule_names: Sequence[str], has_vocabulary: bool) -> tuple[str,
         names += [f"vocabulary:{k}" for k in _CLAUSE_KEYS]
     names += ["exemplar", *(f"profile:{p}" for p in PROFILES)]
     # A headline carries less text to weigh: the same evidence gets its own weights there.
-    return (*names, *(f"short:{n}" for n in names), "short")
+    return (*names, *(f"short:{n}" for n in names if SHORT_COPIES), "short")
 
 
 _CLAUSE_KEYS = ("fired", "title", "lead", "hits", "spread")

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from wordfreq import zipf_frequency
 
 from pipeline.models import Evidence, TopicMatch
-from pipeline.topics.learn import _paragraph_of, clause_features, short_text
+from pipeline.topics.learn import SHORT_COPIES, _paragraph_of, clause_features, short_text
 from pipeline.topics.query import Occurrence
 from pipeline.topics.text import (  # noqa: F401
     _IDF_CEILING,
@@ -379,6 +379,7 @@ def topic_features(doc: _Doc, topic: Topic, doc_vec: Callable[[], dict[str, floa
         for name, profile in topic.model.profiles.items():
             out[f"profile:{name}"] = sum(v * vec.get(w, 0.0) for w, v in profile)
     if short_text(doc):
-        out.update({f"short:{k}": v for k, v in out.items()})
+        if SHORT_COPIES:
+            out.update({f"short:{k}": v for k, v in out.items()})
         out["short"] = 1.0
     return out

@@ -52,10 +52,32 @@ _CHROME_LINE = re.compile(
 _TEASER_PREFIX = re.compile(
     r"^(?:related(?:\ (?:articles?|stories|posts|coverage|news|content))?|read\ (?:more|also|next)"
     r"|see\ also|also\ read|more\ on\ this(?:\ story)?|recommended(?:\ for\ you)?|most\ (?:read|popular)"
-    r"|trending(?:\ now)?|watch|listen|don'?t\ miss)\s*[:|–—-]"
+    r"|trending(?:\ now)?|watch|listen|don'?t\ miss|breaking(?:\ news)?|live(?:\ updates)?|latest(?:\ news)?"
+    r"|just\ in|developing(?:\ story)?)\s*[:|–—-]"
     r"|^\d+\ (?:responses?|comments?)\ to\b",
     re.IGNORECASE | re.VERBOSE,
 )
+# Headers of link lists ("Most read", "Related stories", a news ticker): the header and the headline
+# lines under it, up to the next sentence, are chrome.
+_LIST_HEADER = re.compile(
+    r"^(?:most\ (?:read|popular|viewed|shared)|related(?:\ (?:articles?|stories|posts|coverage|news|content|topics))?"
+    r"|recommended(?:\ (?:for\ you|stories|articles))?|trending(?:\ (?:now|stories|news))?|more\ (?:from|on|stories|news)\b.*"
+    r"|you\ (?:may|might)\ also\ (?:like|be\ interested\ in)|top\ stories|latest(?:\ (?:news|stories|headlines))?"
+    r"|editor'?s\ picks?|breaking(?:\ news)?|news\ ticker|live\ updates|what\ to\ read\ next|read\ next"
+    r"|in\ other\ news|popular\ (?:now|stories)|must\ reads?)[\s:.!]*$",
+    re.IGNORECASE | re.VERBOSE,
+)
+_LIST_ITEM_WORDS = 25
+# Paywall and subscription banners, whatever their length.
+_PAYWALL = re.compile(
+    r"\b(?:subscribe\ (?:now\ )?to\ (?:continue|keep)\ reading|(?:this|the)\ (?:article|story|content)\ is\ (?:for|available\ to|reserved\ for)\ (?:paid\ )?(?:subscribers|members)"
+    r"|already\ a\ (?:subscriber|member)|you\ have\ reached\ (?:your|the)\ (?:free\ )?(?:article\ )?limit|free\ articles?\ (?:left|remaining)"
+    r"|to\ continue\ reading,?\ (?:subscribe|log\ ?in|sign\ in)|unlock\ (?:this|full)\ (?:article|access)|become\ a\ (?:subscriber|member)\ (?:to|for)"
+    r"|start\ your\ (?:free\ )?trial)\b",
+    re.IGNORECASE | re.VERBOSE,
+)
+# A lone label in capitals ("DEADLINE", "LIVE", "EXCLUSIVE"): a section or badge, not text.
+_CAPS_LABEL = re.compile(r"^[A-Z][A-Z&'’ -]{1,30}$")
 _COOKIE = re.compile(r"\bcookies?\b", re.IGNORECASE)
 _COOKIE_CONTEXT = re.compile(
     r"\b(?:accept|consent|privacy|browsing|experience|agree|settings|preferences)", re.IGNORECASE
@@ -75,6 +97,8 @@ def _is_chrome_line(line: str) -> bool:
         return True
     if _COOKIE.search(line) and _COOKIE_CONTEXT.search(line) and words <= 80:
         return True
+    if _PAYWALL.search(line) and words <= 40:
+        return True
     items = [s for s in _NAV_SEPARATOR.split(line) if s]
     return len(items) >= 3 and all(len(s.split()) <= _NAV_ITEM_WORDS for s in items)
 
@@ -88,6 +112,29 @@ def _is_link_like(line: str) -> bool:
     )
 
 
+def _is_sentence(line: str) -> bool:
+    return len(line.split()) > _LIST_ITEM_WORDS or bool(re.search(r"[.!?\"”’]$", line))
+
+
+def _drop_link_lists(lines: list[str]) -> list[str]:
+    """Drop a link-list header ("Most read", "Related stories", "Breaking news") and the headline
+    lines that follow it, up to the first line that reads as a sentence."""
+    out: list[str] = []
+    in_list = False
+    for line in lines:
+        if line and _LIST_HEADER.match(line):
+            in_list = True
+            continue
+        if in_list:
+            if not line:
+                continue
+            if not _is_sentence(line):
+                continue
+            in_list = False
+        out.append(line)
+    return out
+
+
 def strip_chrome(text: str) -> str:
     """Drop site boilerplate lines; return the remaining non-blank lines joined by newlines.
 
@@ -97,8 +144,10 @@ def strip_chrome(text: str) -> str:
     navigation lists: runs of three or more short link-like lines (blank lines in between do not
     break a run). Article sentences are never short link-like lines, so they survive.
     """
-    lines = [ln.strip() for ln in text.splitlines()]
+    lines = _drop_link_lists([ln.strip() for ln in text.splitlines()])
     lines = [ln for ln in lines if ln and not _is_chrome_line(ln)]
+    if len(lines) > 1:  # a lone capitalised label among other lines; a one-line text is kept
+        lines = [ln for ln in lines if not (len(ln.split()) <= 3 and _CAPS_LABEL.match(ln))]
     kept: list[str] = []
     run: list[str] = []
     for line in [*lines, ""]:  # the sentinel flushes a trailing run

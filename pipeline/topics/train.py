@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.topics.learn import PROFILE_WORDS, PROFILES, TopicModel, feature_names
+from pipeline.topics.learn import PROFILE_WORDS, PROFILES, SHORT_COPIES, TopicModel, feature_names
 from pipeline.topics.score import _doc_vector, topic_features
 from pipeline.topics.text import _build_doc
 from pipeline.topics.topic import Topic
@@ -123,11 +123,11 @@ def _with_profiles(p: _Prepared, idx: np.ndarray, profiles: dict) -> np.ndarray:
     extra = np.array(cols, dtype=float).T.reshape(len(idx), len(PROFILES))
     # The short-text copies of the profile features, as topic_features makes them.
     short = p.short[idx][:, None] * extra
-    return np.hstack([p.x[idx], extra, short])
+    return np.hstack([p.x[idx], extra, short] if SHORT_COPIES else [p.x[idx], extra])
 
 
 def _names(p: _Prepared) -> tuple[str, ...]:
-    return (*p.names, *(f"profile:{n}" for n in PROFILES), *(f"short:profile:{n}" for n in PROFILES))
+    return (*p.names, *(f"profile:{n}" for n in PROFILES), *(f"short:profile:{n}" for n in PROFILES if SHORT_COPIES))
 
 
 def _fit_lr(x: np.ndarray, y: np.ndarray, c: float):
