@@ -23,6 +23,7 @@ few dozen numbers, so it needs no scikit-learn at run time.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.topics.query import Node
+from pipeline.topics.query import Node, evaluate_clause
 from pipeline.topics.text import _ZONE_SETS, _Doc
 
 MODEL_VERSION = 1
@@ -151,13 +152,13 @@ def _paragraph_of(doc: _Doc) -> tuple[list[int], int]:
 
 def clause_features(doc: _Doc, node: Node, zone: str, paragraphs: tuple[list[int], int]) -> dict[str, float]:
     """What one query shows in one article: fired, title, lead, hits, spread (see module doc)."""
-    result = node.evaluate(doc, _ZONE_SETS[zone])
+    result = evaluate_clause(node, doc, _ZONE_SETS[zone])
     if not result.matched:
         return {}
     out = {"fired": 1.0, "hits": math.log1p(result.hits)}
     for name, visible in _HEADLINE_ZONES:
-        probe = _Doc(**{**doc.__dict__, "visible": visible})
-        if node.evaluate(probe, _ZONE_SETS[zone] & visible).matched:
+        probe = dataclasses.replace(doc, visible=visible)
+        if evaluate_clause(node, probe, _ZONE_SETS[zone] & visible).matched:
             out[name] = 1.0
     breaks, count = paragraphs
     seen = set()

@@ -3,6 +3,7 @@ AST that evaluates against a tokenised article."""
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,9 +75,12 @@ class Phrase(Node):
         if not first.prefix:
             yield from doc.index.get(first.word, ())
             return
-        for norm, idxs in doc.index.items():
-            if first.matches(norm):
-                yield from idxs
+        # The doc's distinct words, sorted: the words with this prefix are one contiguous run.
+        words = doc.sorted_words()
+        at = bisect.bisect_left(words, first.word)
+        while at < len(words) and words[at].startswith(first.word):
+            yield from doc.index[words[at]]
+            at += 1
 
     def occurrences(self, doc: _Doc, zones: frozenset[str]) -> list[Occurrence]:
         found: list[Occurrence] = []
@@ -183,6 +187,15 @@ class Near(Node):
 
     def __str__(self) -> str:
         return f"{self.left} NEAR/{self.distance} {self.right}"
+
+
+def evaluate_clause(node: Node, doc: _Doc, zones: frozenset[str]) -> _Result:
+    """node.evaluate(doc, zones), computed once per article for each clause and zone set."""
+    key = (id(node), doc.visible, zones)
+    found = doc.memo.get(key)
+    if found is None:
+        found = doc.memo[key] = node.evaluate(doc, zones)
+    return found
 
 
 def _window(a: Occurrence, b: Occurrence) -> Occurrence:

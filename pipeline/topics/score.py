@@ -44,7 +44,7 @@ from wordfreq import zipf_frequency
 
 from pipeline.models import Evidence, TopicMatch
 from pipeline.topics.learn import SHORT_COPIES, _paragraph_of, clause_features, short_text
-from pipeline.topics.query import Occurrence
+from pipeline.topics.query import Occurrence, evaluate_clause
 from pipeline.topics.text import (  # noqa: F401
     _IDF_CEILING,
     _ZONE_RANK,
@@ -147,7 +147,7 @@ def _prominence(doc: _Doc, rule: Rule) -> str:
     """'title' if the title alone satisfies the clause, 'lead' if title+lead do, else 'body'."""
     for zone, visible in (("title", frozenset({"title"})), ("lead", frozenset({"title", "lead"}))):
         probe = dataclasses.replace(doc, visible=visible)
-        if rule.node.evaluate(probe, _ZONE_SETS[rule.zone] & visible).matched:
+        if evaluate_clause(rule.node, probe, _ZONE_SETS[rule.zone] & visible).matched:
             return zone
     return "body"
 
@@ -171,7 +171,7 @@ def _clause_evidence(doc: _Doc, rule: Rule, occurrences: Sequence[Occurrence]) -
 
 
 def _score_clause(doc: _Doc, rule: Rule) -> _ClauseScore | None:
-    result = rule.node.evaluate(doc, _ZONE_SETS[rule.zone])
+    result = evaluate_clause(rule.node, doc, _ZONE_SETS[rule.zone])
     if not result.matched:
         return None
     prominence = _prominence(doc, rule)

@@ -3,6 +3,7 @@ indexed with its zone (title, lead, body)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -249,6 +250,18 @@ class _Doc:
     # Zones a query may see at all. Normally all; _prominence narrows it to ask "does the title
     # alone satisfy this clause?", and a field scope (title:, body:) cannot widen it again.
     visible: frozenset[str] = _ZONE_SETS["any"]
+
+    _sorted: list[str] | None = None
+    # Results of whole clauses already evaluated on this article, keyed by (clause, visible zones,
+    # zones): the rules, the model's features and the prominence probes ask the same questions.
+    # Probes made with dataclasses.replace share the dict; the key tells them apart.
+    memo: dict = dataclasses.field(default_factory=dict)
+
+    def sorted_words(self) -> list[str]:
+        """The distinct words, sorted (for prefix look-ups); computed once per article."""
+        if self._sorted is None:
+            self._sorted = sorted(self.index)
+        return self._sorted
 
     def source(self, i: int) -> str:
         return self.title if self.zones[i] == "title" else self.text
