@@ -1,5 +1,5 @@
 """Topic labels and backfilled matches: what analysts teach a topic, and what a topic change
-records over history without alerting (tables from migration 005)."""
+records over history without alerting (tables from migration 006)."""
 
 from __future__ import annotations
 
