@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError
 from pipeline.topics.query import Node, evaluate_clause
+from pipeline.topics.text import _ZONE_GAP as _TEXT_START
 from pipeline.topics.text import _ZONE_SETS, _Doc
 
 MODEL_VERSION = 1
@@ -141,7 +142,7 @@ def feature_names(rule_names: Sequence[str], has_vocabulary: bool) -> tuple[str,
     return (*names, *(f"short:{n}" for n in names if SHORT_COPIES), "short")
 
 
-_CLAUSE_KEYS = ("fired", "title", "lead", "hits", "spread")
+_CLAUSE_KEYS = ("fired", "title", "lead", "hits", "spread", "early", "paragraphs", "peak")
 
 
 def _paragraph_of(doc: _Doc) -> tuple[list[int], int]:
@@ -161,12 +162,26 @@ def clause_features(doc: _Doc, node: Node, zone: str, paragraphs: tuple[list[int
         if evaluate_clause(node, probe, _ZONE_SETS[zone] & visible).matched:
             out[name] = 1.0
     breaks, count = paragraphs
-    seen = set()
+    seen: set[int] = set()
+    per_paragraph: dict[int, int] = {}
+    earliest = None
     for occ in result.occurrences:
         first = occ[0][0]
         if doc.zones[first] == "title":
             continue
-        seen.add(bisect.bisect_left(breaks, doc.starts[first]))
+        para = bisect.bisect_left(breaks, doc.starts[first])
+        seen.add(para)
+        per_paragraph[para] = per_paragraph.get(para, 0) + 1
+        earliest = first if earliest is None else min(earliest, first)
+    # How early in the text the clause first holds (1 at the first word, 0 at the end), and in how
+    # many paragraphs: an article about a topic comes to it early and keeps returning to it.
+    if earliest is not None and doc.words_in_text:
+        offset = doc.positions[earliest] - _TEXT_START
+        out["early"] = max(0.0, 1.0 - offset / doc.words_in_text)
+    if seen:
+        out["paragraphs"] = math.log1p(len(seen))
+        # The most the clause holds in one paragraph: "about" is a paragraph or more on the topic.
+        out["peak"] = math.log1p(max(per_paragraph.values()))
     # Share of the paragraphs the clause appears in, and at least one paragraph's worth: a
     # headline that fires is all "spread".
     out["spread"] = min(1.0, len(seen) / min(count, 8)) if seen else (1.0 if out.get("title") else 0.0)
