@@ -156,7 +156,15 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self.store = store or Store.open(config.data_dir)
+        self.store = store or Store.open(config.data_dir)  # takes the writer lock: one daemon per store
+        try:
+            self._start(config, notifiers)
+        except BaseException:
+            if store is None:
+                self.store.close()  # release the lock: a failed start must not keep the store
+            raise
+
+    def _start(self, config: Config, notifiers: Sequence[Notifier] | None) -> None:
         self.notifiers = list(notifiers) if notifiers is not None else build_notifiers(config)
         self.feed_client = HttpClient(http_settings(config, pages=False))
         self.poll_policy: PollPolicy = poll_policy(config)  # intervals, self-check, disabling

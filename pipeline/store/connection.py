@@ -48,6 +48,18 @@ def _sqlite_extension() -> Path:
     return dst
 
 
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the data directory for a writer, or say in one line why it cannot be used."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StoreError(f"the data directory {data_dir} is a file, not a directory; pass another --data-dir")
+    try:
+        (data_dir / "lake").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create the data directory {data_dir}: {e.strerror}; pass a writable --data-dir") from None
+    if not os.access(data_dir, os.W_OK | os.X_OK) or not os.access(data_dir / "lake", os.W_OK | os.X_OK):
+        raise StoreError(f"the data directory {data_dir} is not writable by this user; fix its owner or mode")
+
+
 def connect(data_dir: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake attached as `lake` and selected as the default."""
     catalog = data_dir / "catalog.sqlite"
@@ -58,7 +70,10 @@ def connect(data_dir: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
     try:
         con.execute(f"LOAD '{_extension_file('duckdb_extension_ducklake', 'ducklake')}'")
         con.execute(f"LOAD '{_sqlite_extension()}'")
-        opts = [f"DATA_PATH '{lake_files}/'"]
+        # OVERRIDE_DATA_PATH: the catalog remembers the data path it was created with, and DuckLake
+        # refuses an ATTACH that names another one. The file paths inside are relative to it, so a
+        # store copied, restored or mounted elsewhere is whole: the lake is where the catalog is.
+        opts = [f"DATA_PATH '{lake_files}/'", "OVERRIDE_DATA_PATH true"]
         if read_only:
             opts.append("READ_ONLY")
         else:
