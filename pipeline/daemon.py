@@ -15,6 +15,7 @@ Abandoning a batch is safe: its items stay 'pending' in the spool and the next r
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import signal
@@ -28,16 +29,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from pipeline import __version__
 from pipeline.alert.dispatch import DispatchSummary, dispatch
 from pipeline.alert.notifiers import Notifier
 from pipeline.alert.notifiers.console import ConsoleNotifier
 from pipeline.alert.notifiers.email import EmailNotifier
 from pipeline.alert.notifiers.slack import SlackApiNotifier, SlackWebhookNotifier
 from pipeline.config import Config, Source
+from pipeline.errors import NewsmonError
 from pipeline.fetch.hosts import HostBackoff
 from pipeline.fetch.http import HttpClient, HttpSettings
 from pipeline.fetch.poll import PollPolicy, PollResult, is_due, poll_feed
 from pipeline.flow import BatchOptions, run_batch
+from pipeline.health import write_health
 from pipeline.metrics import Metrics, MetricsServer
 from pipeline.models import FeedItem, FeedState, ItemResult
 from pipeline.stages.dedup import DedupSettings
@@ -50,6 +54,12 @@ log = logging.getLogger("newsmon.daemon")
 T = TypeVar("T")
 
 COMMIT_CHUNK = 100  # polls committed per store transaction
+
+
+def _one_line_error(e: BaseException) -> str:
+    """`Type: first line of the message`, at most 300 characters (Beam wraps errors in pages)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
 def utcnow() -> datetime:
@@ -88,6 +98,7 @@ def http_settings(config: Config, *, pages: bool) -> HttpSettings:
         allow_private_addresses=f.allow_private_addresses,
         per_host_concurrency=f.per_host_concurrency,
         per_host_min_gap=f.per_host_min_gap_seconds,
+        allow_networks=tuple(f.allow_networks),
     )
 
 
@@ -544,12 +555,21 @@ class Daemon:
         signal.signal(signal.SIGINT, on_signal)
         server = None
         if s.metrics_port is not None:
-            server = MetricsServer(
-                self.metrics, s.metrics_port, stale_after=max(600.0, 10 * s.pipeline.poll_tick_seconds)
-            ).start()
-            log.info("metrics_listening address=127.0.0.1:%d", server.port)
+            stale_after = max(600.0, 10 * s.pipeline.poll_tick_seconds, 10 * s.pipeline.batch_interval_seconds)
+            try:
+                server = MetricsServer(self.metrics, s.metrics_port, host=s.metrics_host, stale_after=stale_after).start()
+            except OSError as e:
+                raise NewsmonError(
+                    f"cannot serve metrics on {s.metrics_host}:{s.metrics_port}: {e.strerror}; "
+                    "set `metrics_port` (or `metrics_host`) in the settings to a free one, or null to switch it off"
+                ) from None
+            log.info("metrics_listening address=%s:%d", s.metrics_host, server.port)
         scheduler.start()
-        log.info("daemon_started feeds=%d data_dir=%s", len(self.config.feeds), self.config.data_dir)
+        log.info(
+            "daemon_started version=%s pid=%d feeds=%d topics=%d data_dir=%s sources=%s topics_dir=%s runner=%s",
+            __version__, os.getpid(), len(self.config.feeds), len(self.topics), self.config.data_dir,
+            self.config.sources_path, self.config.topics_dir, s.pipeline.runner,
+        )
         try:
             while not self._stop.wait(1.0):
                 pass
@@ -574,13 +594,36 @@ class Daemon:
             try:
                 job()
                 self.metrics.job_done(name)
-            except Exception:
-                self.metrics.job_failures.labels(name).inc()
-                log.exception("job_failed job=%s", name)
+                if name == "batch":
+                    self._write_health(None)
+            except Exception as e:
+                error = _one_line_error(e)
+                streak = self.metrics.job_failed(name, error)
+                # The traceback once per streak: a broken pipeline fails every batch, and a page of
+                # Beam traceback a minute buries the log without saying anything new.
+                if streak <= 1:
+                    log.exception("job_failed job=%s error=%s", name, error)
+                else:
+                    log.error("job_failed job=%s failures_in_row=%d error=%s (traceback logged at the first)",
+                              name, streak, error)
+                if name == "batch":
+                    self._write_health(error)
             finally:
                 self._running.discard(name)
 
         return run
+
+    def _write_health(self, error: str | None) -> None:
+        """What `newsmon status` reports about batches (see pipeline/health.py)."""
+        failures, _ = self.metrics.batch_failures()
+        last_ok = self.metrics.last_ok("batch")
+        write_health(self.config.data_dir, {
+            "pid": os.getpid(),
+            "updated_at": self.clock().isoformat(timespec="seconds"),
+            "last_batch_ok_at": datetime.fromtimestamp(last_ok, UTC).isoformat(timespec="seconds") if last_ok else None,
+            "batch_failures_in_row": failures,
+            "last_batch_error": error,
+        })
 
     def _wait_for_jobs(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -48,6 +48,22 @@ def _sqlite_extension() -> Path:
     return dst
 
 
+def data_dir_problem(data_dir: Path) -> str | None:
+    """Why a writer could not use `data_dir`, without creating anything (None: it could)."""
+    if data_dir.exists():
+        if not data_dir.is_dir():
+            return f"{data_dir} is a file, not a directory"
+        return None if os.access(data_dir, os.W_OK | os.X_OK) else f"{data_dir} is not writable by this user"
+    parent = data_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{data_dir} cannot be created: {parent} is a file"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{data_dir} cannot be created: {parent} is not writable by this user"
+    return None
+
+
 def prepare_data_dir(data_dir: Path) -> None:
     """Create the data directory for a writer, or say in one line why it cannot be used."""
     if data_dir.exists() and not data_dir.is_dir():
