@@ -162,12 +162,33 @@ def format_rows(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, ma
     return "\n".join(out)
 
 
+def _refuse_non_reading(sql: str) -> None:
+    """Only statements that read: SELECT (with SHOW, DESCRIBE, SUMMARIZE, FROM ...) and EXPLAIN.
+
+    The store is attached read-only and the reader's connection has no file access (see
+    store/connection.py); this says so before running anything, in the words of the statement."""
+    import duckdb
+
+    try:
+        statements = duckdb.connect().extract_statements(sql)
+    except duckdb.Error as e:
+        raise ConfigError(f"cannot parse the SQL: {' '.join(str(e).split())}") from None
+    for st in statements:
+        kind = st.type.name
+        if kind not in ("SELECT", "EXPLAIN"):
+            raise ConfigError(
+                f"newsmon query only reads: a {kind} statement is refused (no writes to the store or to files, "
+                "no ATTACH, INSTALL or LOAD); use SELECT, e.g. SELECT * FROM items LIMIT 10"
+            )
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
     from pipeline.store import Store
 
     cfg = _load_config(args, feeds_required=False)
+    _refuse_non_reading(args.sql)
     with Store.open(cfg.data_dir, read_only=True) as store:
         try:
             cols, rows = store.query(args.sql)

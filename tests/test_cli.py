@@ -341,3 +341,46 @@ def test_run_once_exits_1_when_every_feed_failed(tmp_path: Path, capsys) -> None
         assert "feed a: http_5xx" in captured.out and "feed b: http_4xx" in captured.out
         srv.feed("/a.xml")  # one feed answers again: the run did its job
         assert main(argv) == 0
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT * FROM feeds) TO '{out}'",
+        "SELECT 1; COPY (SELECT 1) TO '{out}'",
+        "EXPORT DATABASE '{dir}'",
+        "INSTALL httpfs",
+        "LOAD '{dir}/x.duckdb_extension'",
+        "ATTACH '{out}' AS other",
+        "CREATE TABLE memory.main.t AS SELECT 1",
+    ],
+)
+def test_query_is_read_only_in_every_sense(tmp_path: Path, capsys, sql: str) -> None:
+    """It refused writes to the store, but COPY ... TO '/any/path' wrote files."""
+    from pipeline.store import Store
+
+    Store.open(tmp_path / "d").close()
+    out = tmp_path / "d" / "lake" / "leak.csv"
+    argv = ["query", "--data-dir", str(tmp_path / "d"), sql.format(out=out, dir=tmp_path / "exported")]
+    assert main(argv) == 2
+    assert "newsmon query only reads" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "exported").exists()
+
+
+def test_a_reader_connection_cannot_touch_files_even_through_select(tmp_path: Path) -> None:
+    import duckdb
+
+    from pipeline.store import Store
+
+    Store.open(tmp_path / "d").close()
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n", encoding="utf-8")
+    with Store.open(tmp_path / "d", read_only=True) as r:
+        assert r.scalar("SELECT count(*) FROM feeds") == 0
+        with pytest.raises(duckdb.PermissionException):
+            r.query(f"SELECT * FROM read_csv('{secret}')")
+        with pytest.raises(duckdb.Error, match="locked"):
+            r.query("SET enable_external_access = true")
+        with pytest.raises(duckdb.PermissionException):
+            r.query(f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'")
+    assert not (tmp_path / "x.csv").exists()

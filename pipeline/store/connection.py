@@ -76,6 +76,22 @@ def prepare_data_dir(data_dir: Path) -> None:
         raise StoreError(f"the data directory {data_dir} is not writable by this user; fix its owner or mode")
 
 
+def _seal(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
+    """Make a reader's connection read-only in every sense, not only towards the lake.
+
+    The READ_ONLY attach refuses writes to the store, but analyst SQL could still write files
+    (`COPY ... TO '/any/path'`), read any file the user can (`read_csv('/etc/...')`), attach other
+    databases, or install and load extensions. With external access off, DuckDB touches only the
+    allowed directories (the lake's Parquet files and the catalog beside them), and the locked
+    configuration keeps a query from switching it back on."""
+    root = data_dir.resolve()
+    catalog = root / "catalog.sqlite"
+    con.execute("SET allowed_directories = ?", [[f"{root / 'lake'}/"]])
+    con.execute("SET allowed_paths = ?", [[str(catalog), f"{catalog}-journal", f"{catalog}-wal", f"{catalog}-shm"]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def connect(data_dir: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake attached as `lake` and selected as the default."""
     catalog = data_dir / "catalog.sqlite"
@@ -97,6 +113,8 @@ def connect(data_dir: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
         con.execute(f"ATTACH 'ducklake:sqlite:{catalog}' AS lake ({', '.join(opts)})")
         con.execute("USE lake")
         con.execute("SET TimeZone = 'UTC'")
+        if read_only:
+            _seal(con, data_dir)
     except duckdb.Error as e:
         con.close()
         raise StoreError(f"cannot open the store at {data_dir}: {e}") from e
