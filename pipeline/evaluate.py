@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import bundled
 from pipeline.models import DedupDoc
 from pipeline.stages.dedup import DedupSettings, StoryIndex, fold_stories
 from pipeline.stages.topics import Topic, check_examples, load_topics, match_article, should_alert
@@ -46,8 +47,8 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-SEEDS = REPO / "seeds"
-FLOORS = REPO / "quality" / "floors.json"
+SEEDS = bundled("seeds")  # the checkout's, or the wheel's copy (setup.py)
+FLOORS = bundled("quality", "floors.json")
 TOPIC_LABELS = REPO / "tests" / "fixtures" / "topic_labels.jsonl"
 
 # Reprint variants: site chrome around the article, an update paragraph in its middle.
