@@ -73,7 +73,12 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.daemon import Daemon
 
-    cfg = _load_config(args)
+    overrides: dict[str, Any] = {}
+    if args.metrics_port is not None:
+        overrides["metrics_port"] = args.metrics_port
+    if args.metrics_host is not None:
+        overrides["metrics_host"] = args.metrics_host
+    cfg = _load_config(args, overrides)
     daemon = Daemon(cfg)
     try:
         if args.once:
@@ -614,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daemon (scheduler); --once for one cycle")
     _common(p)
     p.add_argument("--once", action="store_true", help="one poll, batch and alert cycle, then exit")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics and /healthz here (overrides metrics_port)")
+    p.add_argument("--metrics-host", metavar="ADDR", help="bind the metrics server to ADDR (overrides metrics_host), "
+                   "e.g. 0.0.0.0 in a container")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="offline end-to-end replay on bundled feeds served from loopback")
