@@ -61,6 +61,15 @@ def _setup_logging(verbose: bool) -> None:
     # libraries are absent; newsmon never uses them, so it is noise, not a warning.
     for handler in logging.getLogger().handlers:
         handler.addFilter(lambda r: not r.getMessage().startswith("apitools not found"))
+    # Start, stop and where the daemon listens are logged whatever the level: an operator must
+    # see from the journal that it started, with what, without -v (pipeline/daemon.py `lifecycle`).
+    logging.getLogger("newsmon.lifecycle").setLevel(logging.INFO)
+    # Beam logs a line per type hint it cannot resolve ("Converting string literal type hint to
+    # Any"), a third of a -v log: the stages' annotations are strings (PEP 563), which Beam reads
+    # as Any by design. Not a decision of ours; hidden even with -v. Beam's own INFO (runner
+    # internals) is not either: its warnings still show.
+    logging.getLogger("apache_beam.typehints").setLevel(logging.ERROR)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     if not verbose:
         # Beam and the HTTP stack are chatty at INFO; their warnings still show.
         for name in ("apache_beam", "httpx", "httpcore", "trafilatura", "htmldate"):

@@ -50,6 +50,7 @@ from pipeline.stages.topics import load_topics
 from pipeline.store import BatchSummary, PollRecord, RetryPolicy, Store
 
 log = logging.getLogger("newsmon.daemon")
+lifecycle = logging.getLogger("newsmon.lifecycle")  # start/stop: shown without -v (cli._setup_logging)
 
 T = TypeVar("T")
 
@@ -548,7 +549,7 @@ class Daemon:
                           next_run_time=now + timedelta(seconds=10))
 
         def on_signal(signum: int, _frame: object) -> None:
-            log.info("stop_requested signal=%s", signal.Signals(signum).name)
+            lifecycle.info("stop_requested signal=%s", signal.Signals(signum).name)
             self._stop.set()
 
         signal.signal(signal.SIGTERM, on_signal)
@@ -563,9 +564,9 @@ class Daemon:
                     f"cannot serve metrics on {s.metrics_host}:{s.metrics_port}: {e.strerror}; "
                     "set `metrics_port` (or `metrics_host`) in the settings to a free one, or null to switch it off"
                 ) from None
-            log.info("metrics_listening address=%s:%d", s.metrics_host, server.port)
+            lifecycle.info("metrics_listening address=%s:%d", s.metrics_host, server.port)
         scheduler.start()
-        log.info(
+        lifecycle.info(
             "daemon_started version=%s pid=%d feeds=%d topics=%d data_dir=%s sources=%s topics_dir=%s runner=%s",
             __version__, os.getpid(), len(self.config.feeds), len(self.topics), self.config.data_dir,
             self.config.sources_path, self.config.topics_dir, s.pipeline.runner,
@@ -578,7 +579,7 @@ class Daemon:
             self._wait_for_jobs(stop_timeout)
             if server is not None:
                 server.stop()
-            log.info("daemon_stopped")
+            lifecycle.info("daemon_stopped")
 
     def stop(self) -> None:
         self._stop.set()
