@@ -61,6 +61,11 @@ def _setup_logging(verbose: bool) -> None:
     # libraries are absent; newsmon never uses them, so it is noise, not a warning.
     for handler in logging.getLogger().handlers:
         handler.addFilter(lambda r: not r.getMessage().startswith("apitools not found"))
+        if not verbose:
+            # Beam logs the traceback of a failing stage itself, then raises it to the daemon,
+            # which logs it once per failure streak (daemon._guard): a broken pipeline added ~10 KB
+            # of Beam traceback to stderr per batch. Shown with -v.
+            handler.addFilter(lambda r: not (r.name.startswith("apache_beam") and r.exc_info and r.levelno >= logging.ERROR))
     # Start, stop and where the daemon listens are logged whatever the level: an operator must
     # see from the journal that it started, with what, without -v (pipeline/daemon.py `lifecycle`).
     logging.getLogger("newsmon.lifecycle").setLevel(logging.INFO)
@@ -80,7 +85,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.daemon import Daemon
+    from pipeline.daemon import Daemon, one_line_error
 
     overrides: dict[str, Any] = {}
     if args.metrics_port is not None:
@@ -91,7 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon = Daemon(cfg)
     try:
         if args.once:
-            polled, batches, sent = daemon.run_once()
+            try:
+                polled, batches, sent = daemon.run_once()
+            except Exception as e:
+                # A pipeline that fails (a broken topic file, say) is one line here; -v re-raises
+                # for the traceback. NewsmonError already is one line.
+                if args.verbose or isinstance(e, NewsmonError):
+                    raise
+                raise NewsmonError(f"the batch failed: {one_line_error(e)} (-v for the traceback)") from None
             disp: dict[str, int] = {}
             for b in batches:
                 for k, v in b.dispositions.items():

@@ -57,7 +57,7 @@ T = TypeVar("T")
 COMMIT_CHUNK = 100  # polls committed per store transaction
 
 
-def _one_line_error(e: BaseException) -> str:
+def one_line_error(e: BaseException) -> str:
     """`Type: first line of the message`, at most 300 characters (Beam wraps errors in pages)."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     return f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]
@@ -598,7 +598,7 @@ class Daemon:
                 if name == "batch":
                     self._write_health(None)
             except Exception as e:
-                error = _one_line_error(e)
+                error = one_line_error(e)
                 streak = self.metrics.job_failed(name, error)
                 # The traceback once per streak: a broken pipeline fails every batch, and a page of
                 # Beam traceback a minute buries the log without saying anything new.

@@ -384,3 +384,24 @@ def test_a_reader_connection_cannot_touch_files_even_through_select(tmp_path: Pa
         with pytest.raises(duckdb.PermissionException):
             r.query(f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_run_once_with_a_broken_pipeline_is_one_line_and_exit_1(tmp_path: Path, capsys, monkeypatch) -> None:
+    from pipeline import daemon
+    from tests.fetch.faultserver import FaultServer
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("Traceback (most recent call last):\n  ...\nValueError: bad topic [while running 'MatchTopics']")
+
+    monkeypatch.setattr(daemon, "run_batch", broken)
+    with FaultServer("127.0.0.15") as srv:
+        srv.feed("/f.xml", items=1)
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(f"feeds:\n  - id: f\n    url: {srv.url('/f.xml')}\n", encoding="utf-8")
+        settings = tmp_path / "newsmon.yaml"
+        settings.write_text("fetch:\n  allow_networks: [127.0.0.15/32]\n", encoding="utf-8")
+        argv = ["run", "--once", "--config", str(settings), "--sources", str(sources), "--data-dir", str(tmp_path / "d")]
+        assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("newsmon: the batch failed: RuntimeError: ValueError: bad topic [while running 'MatchTopics'] "
+                       "(-v for the traceback)")
