@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -88,7 +89,9 @@ def test_the_daemon_says_it_started_without_v_and_logs_a_failing_batch_once(tmp_
         sources = tmp_path / "sources.yaml"
         sources.write_text(f"feeds:\n  - id: f\n    url: {srv.url('/f.xml')}\n", encoding="utf-8")
         settings = tmp_path / "newsmon.yaml"
-        settings.write_text("fetch:\n  allow_networks: [127.0.0.14/32]\npipeline:\n  poll_tick_seconds: 600\n", encoding="utf-8")
+        port = free_port()
+        settings.write_text("fetch:\n  allow_networks: [127.0.0.14/32]\npipeline:\n  poll_tick_seconds: 600\n"
+                            f"metrics_port: {port}\nmetrics_host: 127.0.0.3\n", encoding="utf-8")
         proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "run", "--config", str(settings), "--sources", str(sources),
              "--data-dir", str(tmp_path / "data")],
@@ -104,6 +107,13 @@ def test_the_daemon_says_it_started_without_v_and_logs_a_failing_batch_once(tmp_
                 seen.append(line)
             first = next((line for line in seen if "daemon_started" in line), "".join(seen))
             assert "daemon_started" in first and "feeds=1" in first and f"data_dir={tmp_path / 'data'}" in first
+            # the metrics bind where metrics_host says (0.0.0.0 in a container), not always loopback 127.0.0.1
+            assert f"metrics_listening address=127.0.0.3:{port}" in "".join(seen)
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.3:{port}/healthz", timeout=30).status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            assert status in (200, 503)
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err

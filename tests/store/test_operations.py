@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,3 +86,52 @@ def test_a_data_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
         Store.open(f)
     with pytest.raises(StoreError, match="cannot create the data directory"):
         Store.open(f / "sub")
+
+
+def _as_unprivileged() -> list[str]:
+    """A command prefix that runs as a user without write access to root's files (`nobody`):
+    root writes anywhere, so a read-only directory means nothing to it."""
+    import os
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a directory read-only for the test")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A folder any user can read: pytest's own tmp root is private to its owner (and other
+    pytest sessions of the same user reset its mode)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="newsmon-ro-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_read_only_store_is_one_line_for_the_writer_and_still_readable(open_dir: Path) -> None:
+    """`run --once` on a read-only store, or into a data dir it cannot create, was a traceback;
+    check-config said ok for an unwritable data dir."""
+    tmp_path = open_dir
+    store = tmp_path / "store"
+    Store.open(store).close()
+    for p in [store, *store.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)  # readable by anyone, writable by its owner only
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("feeds:\n  - id: a\n    url: https://example.org/a.xml\n", encoding="utf-8")
+    sources.chmod(0o644)
+    cli = [*_as_unprivileged(), sys.executable, "-m", "pipeline.cli"]
+    for data, words in ((store, "is not writable by this user"), (store / "new", "cannot create the data directory")):
+        proc = subprocess.run([*cli, "run", "--once", "--sources", str(sources), "--data-dir", str(data)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and words in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        check = subprocess.run([*cli, "check-config", "--sources", str(sources), "--data-dir", str(data)],
+                               capture_output=True, text=True, timeout=300)
+        assert check.returncode == 2 and "data_dir: " in check.stderr, check.stderr
+    query = subprocess.run([*cli, "query", "--data-dir", str(store), "SELECT count(*) AS n FROM feeds", "-f", "json"],
+                           capture_output=True, text=True, timeout=300)
+    assert query.returncode == 0 and query.stdout.strip() == '{"n": 0}', query.stderr
