@@ -342,6 +342,7 @@ class Daemon:
             return None
         items = self._bisect_pick(items)
         batch_id = started.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        log.info("batch_started batch_id=%s items=%d", batch_id, len(items))
         # The index keeps what the history window loads and evicts beyond it, so its memory
         # stays bounded by dedup_history_days however long the daemon runs.
         dedup = DedupSettings(window_days=p.dedup_window_days, retention_days=p.dedup_history_days)
