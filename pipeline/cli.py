@@ -44,10 +44,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="log every decision")
 
 
-def _load_config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
+def _load_config(args: argparse.Namespace, overrides: dict[str, Any] | None = None, *, feeds_required: bool = True):
     from pipeline import config
 
-    return config.load(args.config, sources_path=args.sources, data_dir=args.data_dir, overrides=overrides)
+    return config.load(args.config, sources_path=args.sources, data_dir=args.data_dir, overrides=overrides,
+                       feeds_required=feeds_required)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -60,6 +61,20 @@ def _setup_logging(verbose: bool) -> None:
     # libraries are absent; newsmon never uses them, so it is noise, not a warning.
     for handler in logging.getLogger().handlers:
         handler.addFilter(lambda r: not r.getMessage().startswith("apitools not found"))
+        if not verbose:
+            # Beam logs the traceback of a failing stage itself, then raises it to the daemon,
+            # which logs it once per failure streak (daemon._guard): a broken pipeline added ~10 KB
+            # of Beam traceback to stderr per batch. Shown with -v.
+            handler.addFilter(lambda r: not (r.name.startswith("apache_beam") and r.exc_info and r.levelno >= logging.ERROR))
+    # Start, stop and where the daemon listens are logged whatever the level: an operator must
+    # see from the journal that it started, with what, without -v (pipeline/daemon.py `lifecycle`).
+    logging.getLogger("newsmon.lifecycle").setLevel(logging.INFO)
+    # Beam logs a line per type hint it cannot resolve ("Converting string literal type hint to
+    # Any"), a third of a -v log: the stages' annotations are strings (PEP 563), which Beam reads
+    # as Any by design. Not a decision of ours; hidden even with -v. Beam's own INFO (runner
+    # internals) is not either: its warnings still show.
+    logging.getLogger("apache_beam.typehints").setLevel(logging.ERROR)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     if not verbose:
         # Beam and the HTTP stack are chatty at INFO; their warnings still show.
         for name in ("apache_beam", "httpx", "httpcore", "trafilatura", "htmldate"):
@@ -70,13 +85,25 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.daemon import Daemon
+    from pipeline.daemon import Daemon, one_line_error
 
-    cfg = _load_config(args)
+    overrides: dict[str, Any] = {}
+    if args.metrics_port is not None:
+        overrides["metrics_port"] = args.metrics_port
+    if args.metrics_host is not None:
+        overrides["metrics_host"] = args.metrics_host
+    cfg = _load_config(args, overrides)
     daemon = Daemon(cfg)
     try:
         if args.once:
-            polled, batches, sent = daemon.run_once()
+            try:
+                polled, batches, sent = daemon.run_once()
+            except Exception as e:
+                # A pipeline that fails (a broken topic file, say) is one line here; -v re-raises
+                # for the traceback. NewsmonError already is one line.
+                if args.verbose or isinstance(e, NewsmonError):
+                    raise
+                raise NewsmonError(f"the batch failed: {one_line_error(e)} (-v for the traceback)") from None
             disp: dict[str, int] = {}
             for b in batches:
                 for k, v in b.dispositions.items():
@@ -96,6 +123,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"skipped {n} auto-disabled feed{'s' if n != 1 else ''} (retried every "
                     f"{cfg.settings.fetch.disabled_retry_hours:g} h; `newsmon status` lists them)"
                 )
+            if polled.feeds and polled.errors == polled.feeds:
+                # Nothing came in: a monitor or a cron job must see this run as failed.
+                print(f"newsmon: every feed polled failed ({polled.errors} of {polled.feeds}); see the errors above",
+                      file=sys.stderr)
+                return 1
         else:
             daemon.run_forever()
     finally:
@@ -112,14 +144,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from pipeline.config import BUNDLED, PROJECT_ROOT
     from pipeline.stages.topics import load_topics
+    from pipeline.store.connection import data_dir_problem
 
     cfg = _load_config(args)
     topics = load_topics(cfg.topics_dir)
+    problem = data_dir_problem(cfg.data_dir)
+    if problem:
+        raise ConfigError(f"data_dir: {problem}; the daemon must be able to write there (fix it or pass --data-dir)",
+                          path=str(args.config) if args.config else None)
     if args.dump:
         print(json.dumps(cfg.dump(), indent=2))
-    print(f"ok: {len(cfg.feeds)} feeds from {cfg.sources_path}; {len(topics)} topics from {cfg.topics_dir} "
-          f"({', '.join(t.id for t in topics)}); data in {cfg.data_dir}")
+    shipped = cfg.topics_dir.is_relative_to(BUNDLED) or cfg.topics_dir.is_relative_to(PROJECT_ROOT / "seeds")
+    print(f"ok: {len(cfg.feeds)} feeds from {cfg.sources_path}; {len(topics)} topics from {cfg.topics_dir}"
+          f"{' (the bundled seed topics)' if shipped else ''} ({', '.join(t.id for t in topics)}); data in {cfg.data_dir}")
     return 0
 
 
@@ -149,12 +188,33 @@ def format_rows(cols: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, ma
     return "\n".join(out)
 
 
+def _refuse_non_reading(sql: str) -> None:
+    """Only statements that read: SELECT (with SHOW, DESCRIBE, SUMMARIZE, FROM ...) and EXPLAIN.
+
+    The store is attached read-only and the reader's connection has no file access (see
+    store/connection.py); this says so before running anything, in the words of the statement."""
+    import duckdb
+
+    try:
+        statements = duckdb.connect().extract_statements(sql)
+    except duckdb.Error as e:
+        raise ConfigError(f"cannot parse the SQL: {' '.join(str(e).split())}") from None
+    for st in statements:
+        kind = st.type.name
+        if kind not in ("SELECT", "EXPLAIN"):
+            raise ConfigError(
+                f"newsmon query only reads: a {kind} statement is refused (no writes to the store or to files, "
+                "no ATTACH, INSTALL or LOAD); use SELECT, e.g. SELECT * FROM items LIMIT 10"
+            )
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
     from pipeline.store import Store
 
-    cfg = _load_config(args)
+    cfg = _load_config(args, feeds_required=False)
+    _refuse_non_reading(args.sql)
     with Store.open(cfg.data_dir, read_only=True) as store:
         try:
             cols, rows = store.query(args.sql)
@@ -165,23 +225,129 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+STATUS_WIDTH = 100  # what `newsmon status` fits in without --wide
+_STATUS_COLUMNS = (  # (query column, header, width) of the narrow table
+    ("feed_id", "feed", 24),
+    ("health", "health", 13),
+    ("last_success_at", "last ok", 11),
+    ("error_streak", "errors", 6),
+    ("last_error_kind", "last error", 12),
+    ("items_per_day", "items/d", 7),
+    ("last_new_item", "last new", 11),
+)
+_FEED_PROBLEMS = ("failing", "silent", "auto-disabled")
+
+
+def _short_time(v: Any, fmt: str = "%m-%d %H:%M") -> str:
+    from datetime import datetime
+
+    return v.strftime(fmt) if isinstance(v, datetime) else "" if v is None else str(v)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
+def _status_table(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """The feed table in at most STATUS_WIDTH columns: times to the minute, long values cut."""
+    idx = {c: i for i, c in enumerate(cols)}
+
+    def cell(v: Any, width: int) -> str:
+        if isinstance(v, float):
+            v = f"{v:g}"
+        s = _short_time(v).replace("\n", " ")
+        return s if len(s) <= width else s[: width - 1] + "…"
+
+    lines = ["  ".join(h.ljust(w) for _, h, w in _STATUS_COLUMNS).rstrip()]
+    for r in rows:
+        lines.append("  ".join(cell(r[idx[c]], w).ljust(w) for c, _, w in _STATUS_COLUMNS).rstrip())
+    return "\n".join(lines)
+
+
+def _pipeline_health(cfg: Any, store: Any, now: Any) -> tuple[list[str], list[str], dict[str, Any]]:
+    """(lines to print, problems for --fail-on-error, the same as a dict for -f json)."""
+    from pipeline.health import read_health
+    from pipeline.metrics import FAILING_AFTER
+    from pipeline.store.lock import read_holder
+
+    lines: list[str] = []
+    problems: list[str] = []
+    holder = read_holder(cfg.data_dir)
+    if holder:
+        lines.append(f"daemon: running (pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')})")
+    else:
+        lines.append("daemon: not running (no writer holds this store)")
+    last_ok = store.scalar("SELECT max(finished_at) FROM batches")
+    health = read_health(cfg.data_dir)
+    failures = int(health.get("batch_failures_in_row") or 0)
+    line = "batches: last succeeded " + (
+        f"{last_ok:%Y-%m-%d %H:%M} UTC ({_ago((now - last_ok).total_seconds())})" if last_ok else "never"
+    )
+    if failures:
+        line += f"; {failures} failed in a row since"
+        if failures >= FAILING_AFTER:
+            problems.append(f"the last {failures} batches failed")
+    lines.append(line)
+    if failures and health.get("last_batch_error"):
+        import textwrap
+
+        lines += textwrap.wrap(f"last batch error: {health['last_batch_error']}", STATUS_WIDTH,
+                               initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
+    # Stale: items ready for a batch have waited far longer than batches come, and no batch
+    # finished meanwhile (a daemon that is down, stuck, or failing every batch).
+    limit = max(600.0, 10 * cfg.settings.pipeline.batch_interval_seconds)
+    oldest = store.scalar(
+        "SELECT min(seen_at) FROM items WHERE disposition = 'pending' AND (retry_at IS NULL OR retry_at <= ?)", [now]
+    )
+    pending = int(store.scalar("SELECT count(*) FROM items WHERE disposition = 'pending'") or 0)
+    line = f"spool: {pending} pending"
+    if oldest is not None:
+        waited = (now - oldest).total_seconds()
+        line += f", oldest ready for {_ago(waited).removesuffix(' ago')}"
+        if waited > limit and (last_ok is None or (now - last_ok).total_seconds() > limit):
+            line += f" (stale: no batch for over {limit / 60:g} min)"
+            problems.append("the spool is stale")
+    lines.append(line)
+    info = {
+        "daemon_running": bool(holder),
+        "daemon": holder,
+        "last_batch_ok_at": last_ok.isoformat() if last_ok else None,
+        "batch_failures_in_row": failures,
+        "last_batch_error": health.get("last_batch_error"),
+        "pending": pending,
+        "oldest_ready_seen_at": oldest.isoformat() if oldest else None,
+        "problems": problems,
+    }
+    return lines, problems, info
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Per-feed health for operators; the same query is dashboards/feed_status.sql."""
+    """Feed and pipeline health for operators; the feed query is pipeline/store/feed_status.sql.
+
+    Exit 1 with --fail-on-error when a feed is failing, silent or auto-disabled, when the last
+    batches failed, or when the spool is stale (items waiting, no batch for long)."""
     from datetime import UTC, datetime
 
     import duckdb
 
     from pipeline.store import Store
 
-    cfg = _load_config(args)
+    cfg = _load_config(args, feeds_required=False)
     if args.dead_letters:
         return _status_dead_letters(cfg, args)
     sql = (Path(__file__).parent / "store" / "feed_status.sql").read_text(encoding="utf-8")
+    now = datetime.now(UTC)
     with Store.open(cfg.data_dir, read_only=True) as store:
         cols, rows = store.query(sql)
         dead = store.dead_letter_count()
         try:
-            waiting, next_retry = store.retry_counts(datetime.now(UTC))
+            waiting, next_retry = store.retry_counts(now)
         except duckdb.Error:  # a store the daemon has not migrated to 003 yet
             waiting, next_retry = 0, None
         _, disp = store.query("SELECT disposition, count(*) FROM items GROUP BY ALL ORDER BY 2 DESC")
@@ -189,20 +355,31 @@ def cmd_status(args: argparse.Namespace) -> int:
             "SELECT status, count(*) FROM (SELECT alert_id, channel, arg_max(status, attempted_at) AS status "
             "FROM alert_deliveries GROUP BY ALL) GROUP BY ALL ORDER BY 1"
         )
+        pipeline_lines, problems, info = _pipeline_health(cfg, store, now)
+    failing = bool(problems) or any(r[1] in _FEED_PROBLEMS for r in rows)
+    code = 1 if args.fail_on_error and failing else 0
+    if args.format == "json":
+        feeds = [dict(zip(cols, r, strict=True)) for r in rows]
+        print(json.dumps({"pipeline": info, "feeds": feeds, "dead_letters": dead}, default=str, ensure_ascii=False))
+        return code
     if args.format != "table":
         print(format_rows(cols, rows, args.format))
-        return 0
-    print(format_rows(cols, rows, "table", max_width=40))
+        return code
+    print(format_rows(cols, rows, "table", max_width=40) if args.wide else _status_table(cols, rows))
     health: dict[str, int] = {}
     for r in rows:
         health[r[1]] = health.get(r[1], 0) + 1
-    print("feeds: " + ", ".join(f"{k} {v}" for k, v in sorted(health.items())))
+    print("feeds: " + ", ".join(f"{k} {v}" for k, v in sorted(health.items())) + "  (times in UTC)")
+    for line in pipeline_lines:
+        print(line)
     print("items: " + (", ".join(f"{k} {v}" for k, v in disp) or "none yet"))
-    print("alert deliveries (latest per alert and channel): " + (", ".join(f"{k} {v}" for k, v in alerts) or "none yet"))
+    print("alerts (latest per alert, channel): " + (", ".join(f"{k} {v}" for k, v in alerts) or "none yet"))
     if waiting:
         print(f"downloads waiting for a retry: {waiting} (next at {next_retry:%Y-%m-%d %H:%M} UTC)")
     print(f"dead letters: {dead}" + (" (list them: newsmon status --dead-letters)" if dead else ""))
-    return 1 if args.fail_on_error and any(r[1] in ("failing", "silent", "auto-disabled") for r in rows) else 0
+    if problems:
+        print("problems: " + "; ".join(problems))
+    return code
 
 
 def _status_dead_letters(cfg: Any, args: argparse.Namespace) -> int:
@@ -270,22 +447,41 @@ def _docs(path: str):
         yield DedupDoc(doc_id, text, str(rec.get("title") or ""), str(rec.get("url") or ""), published, str(rec.get("source") or ""))
 
 
+def _refuse_same_file(inp: str, out: str) -> None:
+    """--out naming the --in file would overwrite the input with the result: refused."""
+    if inp == "-" or out == "-":
+        return
+    same = Path(inp).resolve() == Path(out).resolve()
+    if not same and Path(inp).exists() and Path(out).exists():
+        same = os.path.samefile(inp, out)
+    if same:
+        raise ConfigError("--out is the --in file; write the result to another file", path=out)
+
+
 def _write_jsonl(path: str, records: Sequence[dict[str, Any]]) -> None:
+    """Write the records whole or not at all (a crash or a full disk leaves the old file)."""
+    from pipeline.fileio import write_atomic
+
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if path == "-":
         sys.stdout.write(text)
-    else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
+        return
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, text)
+    except OSError as e:
+        raise NewsmonError(f"cannot write {path}: {e.strerror}") from None
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     from pipeline.stages.dedup import DedupSettings, fold_stories
 
+    _refuse_same_file(args.inp, args.out)
     docs = list(_docs(args.inp))
     window = args.window_days
     if window is None and (args.config or args.sources):
-        window = _load_config(args).settings.pipeline.dedup_window_days
+        window = _load_config(args, feeds_required=False).settings.pipeline.dedup_window_days
     settings = DedupSettings(window_days=window) if window else DedupSettings()
     out = fold_stories(docs, settings)
     _write_jsonl(args.out, [{"id": a.doc_id, "story_id": a.story_id, "link": a.link} for a in out])
@@ -298,9 +494,10 @@ def cmd_match(args: argparse.Namespace) -> int:
     from pipeline.models import to_dict
     from pipeline.stages.topics import load_topics, match_article, should_alert
 
-    cfg = _load_config(args)
+    cfg = _load_config(args, feeds_required=False)
     topics = load_topics(args.topics or cfg.topics_dir)
     by_id = {t.id: t for t in topics}
+    _refuse_same_file(args.inp, args.out)
     out = []
     for doc in _docs(args.inp):
         for m in match_article(doc.doc_id, doc.title, doc.text, topics):
@@ -318,7 +515,7 @@ def cmd_match(args: argparse.Namespace) -> int:
 def _topic(args: argparse.Namespace, name: str):
     from pipeline.stages.topics import load_topics
 
-    cfg = _load_config(args)
+    cfg = _load_config(args, feeds_required=False)
     topics = {t.id: t for t in load_topics(args.topics or cfg.topics_dir)}
     if name not in topics:
         raise ConfigError(f"no topic '{name}'; known topics: {', '.join(sorted(topics))}", path=str(args.topics or cfg.topics_dir))
@@ -342,7 +539,7 @@ def cmd_topics_test(args: argparse.Namespace) -> int:
 def cmd_topics_check(args: argparse.Namespace) -> int:
     from pipeline.stages.topics import check_examples, load_topics
 
-    cfg = _load_config(args)
+    cfg = _load_config(args, feeds_required=False)
     failures = 0
     for topic in load_topics(args.topics or cfg.topics_dir):
         problems = check_examples(topic)
@@ -453,14 +650,14 @@ def cmd_topics_label(args: argparse.Namespace) -> int:
     import getpass
     from datetime import UTC, datetime
 
-    from pipeline.store import Store
     from pipeline.store.labels import add_topic_label
 
     cfg, topic = _topic(args, args.topic)
     by = args.by or os.environ.get("NEWSMON_USER") or getpass.getuser()
-    with Store.open(cfg.data_dir) as store:
-        add_topic_label(store, args.article_id, topic.id, args.label, by, datetime.now(UTC), args.note or "")
-    print(f"labelled {args.article_id} '{args.label}' for {topic.id} (by {by}); "
+    how = add_topic_label(cfg.data_dir, args.article_id, topic.id, args.label, by, datetime.now(UTC), args.note or "")
+    where = ("stored" if how == "stored" else
+             "queued while the daemon holds the store; it moves into the store after the next batch")
+    print(f"labelled {args.article_id} '{args.label}' for {topic.id} (by {by}), {where}; "
           f"`newsmon topics train` makes it a training example")
     return 0
 
@@ -471,7 +668,7 @@ def cmd_topics_train(args: argparse.Namespace) -> int:
     from pipeline.topics.labelled import examples_of, for_topic, load_labelled
     from pipeline.topics.train import train
 
-    cfg = _load_config(args)
+    cfg = _load_config(args, feeds_required=False)
     topics = load_topics(args.topics or cfg.topics_dir)
     if args.topic:
         topics = [t for t in topics if t.id in set(args.topic)]
@@ -506,6 +703,22 @@ def _stored_labels(cfg):
             "FROM topic_labels l JOIN articles a USING (article_id) "
             "QUALIFY row_number() OVER (PARTITION BY l.topic, l.article_id ORDER BY l.labelled_at DESC) = 1"
         )
+        from pipeline.store.labels import pending_labels
+
+        pending = pending_labels(Path(cfg.data_dir))
+        if pending:
+            known = {aid: (title, text, src, when) for _, aid, title, text, _, src, when in rows}
+            wanted = [p["article_id"] for p in pending if p["article_id"] not in known]
+            if wanted:
+                _, extra = store.query(
+                    "SELECT article_id, title, text, coalesce(sitename, feed_id, ''), "
+                    "CAST(coalesce(published, stored_at) AS VARCHAR) FROM articles WHERE list_contains(?, article_id)",
+                    [wanted],
+                )
+                known.update({aid: (title, text, src, when) for aid, title, text, src, when in extra})
+            latest = {(t, aid): label for t, aid, _, _, label, _, _ in rows}
+            latest.update({(p["topic"], p["article_id"]): p["label"] for p in pending if p["article_id"] in known})
+            rows = [(t, aid, *known[aid][:2], label, *known[aid][2:]) for (t, aid), label in latest.items()]
     return [(t, Labelled(aid, title or "", text or "", label, "article", src, (when or "")[:10]))
             for t, aid, title, text, label, src, when in rows]
 
@@ -537,7 +750,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.what == "dedup":
         results = evaluate_dedup(corpora, fast=args.fast)
     else:
-        cfg = _load_config(args)
+        cfg = _load_config(args, feeds_required=False)
         results = evaluate_topics(corpora, Path(args.topics or cfg.topics_dir))
     print(format_report(results))
     failures = check_floors(results, FLOORS)
@@ -557,6 +770,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daemon (scheduler); --once for one cycle")
     _common(p)
     p.add_argument("--once", action="store_true", help="one poll, batch and alert cycle, then exit")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics and /healthz here (overrides metrics_port)")
+    p.add_argument("--metrics-host", metavar="ADDR", help="bind the metrics server to ADDR (overrides metrics_host), "
+                   "e.g. 0.0.0.0 in a container")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="offline end-to-end replay on bundled feeds served from loopback")
@@ -582,7 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="feed health: last success, errors and their class, silence")
     _common(p)
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--fail-on-error", action="store_true", help="exit 1 when a feed is failing or silent (for monitoring)")
+    p.add_argument("--fail-on-error", action="store_true",
+                   help="exit 1 when a feed is failing or silent, batches fail, or the spool is stale (for monitoring)")
+    p.add_argument("--wide", action="store_true", help="every column of the feed table, full timestamps")
     p.add_argument("--dead-letters", action="store_true",
                    help="list the items given up for good (newest first) instead of feed health")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="--dead-letters: at most N rows (default 50)")
@@ -662,6 +880,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except NewsmonError as e:
         print(f"newsmon: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # The file system said no (read-only, missing, full, a port in use): one line, exit 1.
+        if getattr(args, "verbose", False):
+            raise
+        what = f" ({e.filename})" if e.filename else ""
+        print(f"newsmon: {e.strerror or e}{what}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        # The store refused (duckdb.Error), or a bug: one line for the operator, the traceback with -v.
+        if getattr(args, "verbose", False) or not type(e).__module__.startswith(("duckdb", "_duckdb")):
+            raise
+        print(f"newsmon: the store refused: {' '.join(str(e).split())[:500]} (-v for the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

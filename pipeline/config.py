@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pipeline.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# In a wheel the project's data files (sources.yaml, seeds/) ship inside the package, copied
+# there by setup.py at build time; in a checkout they are read where they are.
+BUNDLED = Path(__file__).resolve().parent / "_bundled"
+
+
+def bundled(*parts: str) -> Path:
+    """A data file shipped with newsmon: the wheel's copy when installed, else the checkout's."""
+    installed = BUNDLED.joinpath(*parts)
+    return installed if installed.exists() else PROJECT_ROOT.joinpath(*parts)
+
 FEED_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
@@ -62,6 +72,13 @@ class Source(_Strict):
 class SourcesFile(_Strict):
     feeds: tuple[Source, ...]
 
+    @field_validator("feeds")
+    @classmethod
+    def _not_empty(cls, v: tuple[Source, ...]) -> tuple[Source, ...]:
+        if not v:
+            raise ValueError("the list is empty; add at least one feed (- id: ..., url: ...), or the daemon watches nothing")
+        return v
+
 
 # --- newsmon.yaml ------------------------------------------------------------------------------
 
@@ -74,6 +91,9 @@ class FetchConfig(_Strict):
     max_page_bytes: int = Field(default=5_000_000, gt=0)
     max_redirects: int = Field(default=5, ge=0, le=20)
     allow_private_addresses: bool = False  # the demo and tests switch this on for loopback
+    # Networks exempt from the private-address guard, e.g. ["10.20.0.0/16"] for an intranet feed
+    # server, without switching the guard off for everything else.
+    allow_networks: tuple[str, ...] = ()
     per_host_concurrency: int = Field(default=2, ge=1)
     per_host_min_gap_seconds: float = Field(default=1.0, ge=0)
     workers: int = Field(default=8, ge=1, le=128)
@@ -91,6 +111,19 @@ class FetchConfig(_Strict):
     disabled_retry_hours: float = Field(default=24, gt=0)
     max_retry_after_hours: float = Field(default=24, gt=0)
     robots_txt: bool = True  # honour robots.txt for article pages (per feed: robots_txt in sources.yaml)
+
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _check_networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not a network; write an address or a CIDR, e.g. 10.20.0.0/16 or 192.0.2.7") from None
+        return v
 
 
 class PipelineConfig(_Strict):
@@ -154,7 +187,10 @@ class Settings(_Strict):
     fetch: FetchConfig = FetchConfig()
     pipeline: PipelineConfig = PipelineConfig()
     alerts: AlertsConfig = AlertsConfig()
-    metrics_port: int | None = None  # serve /metrics and /healthz on 127.0.0.1:PORT
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # serve /metrics and /healthz; null = off
+    # The address the metrics server binds to: loopback by default; 0.0.0.0 in a container, where
+    # the port is published to the host (compose.yaml) and loopback is unreachable from outside.
+    metrics_host: str = "127.0.0.1"
 
 
 class Secrets(BaseModel):
@@ -259,11 +295,21 @@ def _validate(model: type[BaseModel], data: Any, node: yaml.Node | None, path: P
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(err["loc"])
-        dotted = ".".join(str(p) for p in loc) or "(top level)"
-        more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
-        raise ConfigError(f"{dotted}: {_fix_for(err)}{more}", path=str(path), line=_line_of(node, loc)) from None
+        problems = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            dotted = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append((_line_of(node, loc), f"{dotted}: {_fix_for(err)}"))
+        raise _many(problems, str(path)) from None
+
+
+def _many(problems: Sequence[tuple[int | None, str]], path: str) -> ConfigError:
+    """One ConfigError for one problem; for several, one listing them all (each with its line)."""
+    if len(problems) == 1:
+        line, message = problems[0]
+        return ConfigError(message, path=path, line=line)
+    listed = "\n".join(f"  {path}:{line}: {m}" if line else f"  {path}: {m}" for line, m in problems)
+    return ConfigError(f"{len(problems)} problems:\n{listed}", path=path)
 
 
 # --- public ------------------------------------------------------------------------------------
@@ -276,25 +322,21 @@ def load_sources(path: str | Path) -> tuple[Source, ...]:
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping with a 'feeds:' list at the top", path=str(p), line=1)
     parsed: SourcesFile = _validate(SourcesFile, data, node, p)
+    problems: list[tuple[int | None, str]] = []
     seen: dict[str, int] = {}
+    urls: dict[str, str] = {}
     for i, feed in enumerate(parsed.feeds):
         line = _line_of(node, ("feeds", i, "id"))
         if feed.id in seen:
-            raise ConfigError(
-                f"duplicate feed id '{feed.id}' (first on line {seen[feed.id]}); give each feed a unique id",
-                path=str(p),
-                line=line,
-            )
-        seen[feed.id] = line or 0
-    urls: dict[str, str] = {}
-    for i, feed in enumerate(parsed.feeds):
+            problems.append((line, f"duplicate feed id '{feed.id}' (first on line {seen[feed.id]}); give each feed a unique id"))
+        else:
+            seen[feed.id] = line or 0
         if feed.url in urls:
-            raise ConfigError(
-                f"feed '{feed.id}' has the same url as '{urls[feed.url]}'; remove one",
-                path=str(p),
-                line=_line_of(node, ("feeds", i, "url")),
-            )
-        urls[feed.url] = feed.id
+            problems.append((_line_of(node, ("feeds", i, "url")), f"feed '{feed.id}' has the same url as '{urls[feed.url]}'; remove one"))
+        else:
+            urls[feed.url] = feed.id
+    if problems:
+        raise _many(problems, str(p))
     return parsed.feeds
 
 
@@ -305,12 +347,16 @@ def load(
     data_dir: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    feeds_required: bool = True,
 ) -> Config:
     """Build the frozen Config.
 
     Relative paths in the settings file are resolved against the file's folder; without a
-    settings file, against the current directory (falling back to the project's own sources.yaml
-    and seeds/topics when those are not there). Command-line options win over the file.
+    settings file, against the current directory. Command-line options win over the file.
+    Without a sources file (none named, and no sources.yaml where the default points) that is an
+    error naming the bundled defaults: the daemon never silently watches feeds nobody chose.
+    With `feeds_required=False` (commands that read the store or texts) the feeds are not read.
+    The topics fall back to the bundled seed topics when the default folder is not there.
     """
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
@@ -341,20 +387,32 @@ def load(
             return fallback
         return path
 
-    src = Path(sources_path).resolve() if sources_path else resolve("sources", settings.sources, PROJECT_ROOT / "sources.yaml")
-    topics = resolve("topics_dir", settings.topics_dir, PROJECT_ROOT / "seeds" / "topics")
+    src = Path(sources_path).resolve() if sources_path else resolve("sources", settings.sources)
+    topics = resolve("topics_dir", settings.topics_dir, bundled("seeds", "topics"))
     ddir = Path(data_dir).resolve() if data_dir else resolve("data_dir", settings.data_dir)
-    feeds = load_sources(src)
+    problems: list[ConfigError] = []
+    feeds: tuple[Source, ...] = ()
+    if feeds_required:
+        if not sources_path and "sources" not in raw and not src.exists():
+            problems.append(ConfigError(
+                f"no sources file: {src} does not exist; pass --sources FILE or set `sources:` in the settings "
+                f"(the curated default feeds ship at {bundled('sources.yaml')}: copy them and edit)"
+            ))
+        else:
+            try:
+                feeds = load_sources(src)
+            except ConfigError as e:
+                problems.append(e)
 
     def required_env(var: str, why: str, fix: str, at: tuple[str, ...]) -> str:
         value = env.get(var)
         if not value:
-            raise ConfigError(
+            problems.append(ConfigError(
                 f"{why} but the environment variable {var} is empty; {fix}",
                 path=str(config_path),
                 line=_line_of(node, at),
-            )
-        return value
+            ))
+        return value or ""
 
     slack = settings.alerts.slack
     slack_url = slack_token = None
@@ -377,6 +435,10 @@ def load(
             email.password_env, "alerts.email.username is set", "export the SMTP password in it",
             ("alerts", "email", "username"),
         )
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:  # every problem at once, not one per run
+        raise ConfigError(f"{len(problems)} problems:\n" + "\n".join("  " + str(p).replace("\n", "\n  ") for p in problems))
     secrets = Secrets(
         slack_webhook_url=SecretStr(slack_url) if slack_url else None,
         slack_bot_token=SecretStr(slack_token) if slack_token else None,

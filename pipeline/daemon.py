@@ -15,6 +15,7 @@ Abandoning a batch is safe: its items stay 'pending' in the spool and the next r
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import signal
@@ -28,16 +29,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from pipeline import __version__
 from pipeline.alert.dispatch import DispatchSummary, dispatch
 from pipeline.alert.notifiers import Notifier
 from pipeline.alert.notifiers.console import ConsoleNotifier
 from pipeline.alert.notifiers.email import EmailNotifier
 from pipeline.alert.notifiers.slack import SlackApiNotifier, SlackWebhookNotifier
 from pipeline.config import Config, Source
+from pipeline.errors import NewsmonError
 from pipeline.fetch.hosts import HostBackoff
 from pipeline.fetch.http import HttpClient, HttpSettings
 from pipeline.fetch.poll import PollPolicy, PollResult, is_due, poll_feed
 from pipeline.flow import BatchOptions, run_batch
+from pipeline.health import write_health
 from pipeline.metrics import Metrics, MetricsServer
 from pipeline.models import FeedItem, FeedState, ItemResult
 from pipeline.stages.dedup import DedupSettings
@@ -46,10 +50,17 @@ from pipeline.stages.topics import load_topics
 from pipeline.store import BatchSummary, PollRecord, RetryPolicy, Store
 
 log = logging.getLogger("newsmon.daemon")
+lifecycle = logging.getLogger("newsmon.lifecycle")  # start/stop: shown without -v (cli._setup_logging)
 
 T = TypeVar("T")
 
 COMMIT_CHUNK = 100  # polls committed per store transaction
+
+
+def one_line_error(e: BaseException) -> str:
+    """`Type: first line of the message`, at most 300 characters (Beam wraps errors in pages)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
 def utcnow() -> datetime:
@@ -88,6 +99,7 @@ def http_settings(config: Config, *, pages: bool) -> HttpSettings:
         allow_private_addresses=f.allow_private_addresses,
         per_host_concurrency=f.per_host_concurrency,
         per_host_min_gap=f.per_host_min_gap_seconds,
+        allow_networks=tuple(f.allow_networks),
     )
 
 
@@ -156,7 +168,15 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self.store = store or Store.open(config.data_dir)
+        self.store = store or Store.open(config.data_dir)  # takes the writer lock: one daemon per store
+        try:
+            self._start(config, notifiers)
+        except BaseException:
+            if store is None:
+                self.store.close()  # release the lock: a failed start must not keep the store
+            raise
+
+    def _start(self, config: Config, notifiers: Sequence[Notifier] | None) -> None:
         self.notifiers = list(notifiers) if notifiers is not None else build_notifiers(config)
         self.feed_client = HttpClient(http_settings(config, pages=False))
         self.poll_policy: PollPolicy = poll_policy(config)  # intervals, self-check, disabling
@@ -322,6 +342,7 @@ class Daemon:
             return None
         items = self._bisect_pick(items)
         batch_id = started.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        log.info("batch_started batch_id=%s items=%d", batch_id, len(items))
         # The index keeps what the history window loads and evicts beyond it, so its memory
         # stays bounded by dedup_history_days however long the daemon runs.
         dedup = DedupSettings(window_days=p.dedup_window_days, retention_days=p.dedup_history_days)
@@ -371,6 +392,7 @@ class Daemon:
             self._drop_stories()
             raise
         shutil.rmtree(out_dir, ignore_errors=True)  # loaded: the shards are no longer needed
+        self._import_labels()
         for disposition, n in summary.dispositions.items():
             self.metrics.items.labels(disposition).inc(n)
         self.metrics.alerts.inc(summary.alerts_new)
@@ -423,6 +445,18 @@ class Daemon:
         else:
             self._stories.forget_before(since)  # as a history read from the store now would
         return self._stories_name
+
+    def _import_labels(self) -> None:
+        """Analysts' topic labels queued while this daemon held the store (store/labels.py)."""
+        from pipeline.store.labels import import_pending_labels
+
+        try:
+            n = import_pending_labels(self.store)
+        except Exception as e:  # a label file problem must never fail a batch that has committed
+            log.warning("topic_labels_import_failed", extra={"error": str(e)})
+            return
+        if n:
+            log.info("topic_labels_imported", extra={"labels": n})
 
     def _drop_stories(self) -> None:
         if self._stories is not None:
@@ -529,19 +563,28 @@ class Daemon:
                           next_run_time=now + timedelta(seconds=10))
 
         def on_signal(signum: int, _frame: object) -> None:
-            log.info("stop_requested signal=%s", signal.Signals(signum).name)
+            lifecycle.info("stop_requested signal=%s", signal.Signals(signum).name)
             self._stop.set()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         server = None
         if s.metrics_port is not None:
-            server = MetricsServer(
-                self.metrics, s.metrics_port, stale_after=max(600.0, 10 * s.pipeline.poll_tick_seconds)
-            ).start()
-            log.info("metrics_listening address=127.0.0.1:%d", server.port)
+            stale_after = max(600.0, 10 * s.pipeline.poll_tick_seconds, 10 * s.pipeline.batch_interval_seconds)
+            try:
+                server = MetricsServer(self.metrics, s.metrics_port, host=s.metrics_host, stale_after=stale_after).start()
+            except OSError as e:
+                raise NewsmonError(
+                    f"cannot serve metrics on {s.metrics_host}:{s.metrics_port}: {e.strerror}; "
+                    "set `metrics_port` (or `metrics_host`) in the settings to a free one, or null to switch it off"
+                ) from None
+            lifecycle.info("metrics_listening address=%s:%d", s.metrics_host, server.port)
         scheduler.start()
-        log.info("daemon_started feeds=%d data_dir=%s", len(self.config.feeds), self.config.data_dir)
+        lifecycle.info(
+            "daemon_started version=%s pid=%d feeds=%d topics=%d data_dir=%s sources=%s topics_dir=%s runner=%s",
+            __version__, os.getpid(), len(self.config.feeds), len(self.topics), self.config.data_dir,
+            self.config.sources_path, self.config.topics_dir, s.pipeline.runner,
+        )
         try:
             while not self._stop.wait(1.0):
                 pass
@@ -550,7 +593,7 @@ class Daemon:
             self._wait_for_jobs(stop_timeout)
             if server is not None:
                 server.stop()
-            log.info("daemon_stopped")
+            lifecycle.info("daemon_stopped")
 
     def stop(self) -> None:
         self._stop.set()
@@ -566,13 +609,36 @@ class Daemon:
             try:
                 job()
                 self.metrics.job_done(name)
-            except Exception:
-                self.metrics.job_failures.labels(name).inc()
-                log.exception("job_failed job=%s", name)
+                if name == "batch":
+                    self._write_health(None)
+            except Exception as e:
+                error = one_line_error(e)
+                streak = self.metrics.job_failed(name, error)
+                # The traceback once per streak: a broken pipeline fails every batch, and a page of
+                # Beam traceback a minute buries the log without saying anything new.
+                if streak <= 1:
+                    log.exception("job_failed job=%s error=%s", name, error)
+                else:
+                    log.error("job_failed job=%s failures_in_row=%d error=%s (traceback logged at the first)",
+                              name, streak, error)
+                if name == "batch":
+                    self._write_health(error)
             finally:
                 self._running.discard(name)
 
         return run
+
+    def _write_health(self, error: str | None) -> None:
+        """What `newsmon status` reports about batches (see pipeline/health.py)."""
+        failures, _ = self.metrics.batch_failures()
+        last_ok = self.metrics.last_ok("batch")
+        write_health(self.config.data_dir, {
+            "pid": os.getpid(),
+            "updated_at": self.clock().isoformat(timespec="seconds"),
+            "last_batch_ok_at": datetime.fromtimestamp(last_ok, UTC).isoformat(timespec="seconds") if last_ok else None,
+            "batch_failures_in_row": failures,
+            "last_batch_error": error,
+        })
 
     def _wait_for_jobs(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

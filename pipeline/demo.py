@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import bundled
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
 
@@ -36,7 +36,8 @@ class DemoArticle:
     text: str
 
 
-def load_demo(data_dir: Path = DEMO_DATA, seeds_dir: Path = PROJECT_ROOT / "seeds") -> tuple[dict[str, Any], dict[str, DemoArticle]]:
+def load_demo(data_dir: Path = DEMO_DATA, seeds_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, DemoArticle]]:
+    seeds_dir = seeds_dir or bundled("seeds")  # the checkout's seeds, or the wheel's copy
     spec = yaml.safe_load((data_dir / "articles.yaml").read_text(encoding="utf-8"))
     arts = {}
     for a in spec["articles"]:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import bundled
 from pipeline.models import DedupDoc
 from pipeline.stages.dedup import DedupSettings, StoryIndex, fold_stories
 from pipeline.stages.topics import Topic, check_examples, load_topics, match_article, should_alert
@@ -48,8 +49,8 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-SEEDS = REPO / "seeds"
-FLOORS = REPO / "quality" / "floors.json"
+SEEDS = bundled("seeds")  # the checkout's, or the wheel's copy (setup.py)
+FLOORS = bundled("quality", "floors.json")
 TOPIC_LABELS = REPO / "tests" / "fixtures" / "topic_labels.jsonl"
 
 # Reprint variants: site chrome around the article, an update paragraph in its middle.

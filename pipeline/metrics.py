@@ -1,12 +1,16 @@
 """Prometheus metrics and a health endpoint, served on a local port.
 
     GET /metrics   Prometheus text format
-    GET /healthz   200 {"status": "ok", ...} while the poll job keeps running; 503 when it has not
-                   completed for `stale_after` seconds (a stuck scheduler), so a supervisor restarts us
+    GET /healthz   200 {"status": "ok", ...} while the jobs keep working; 503 with
+                   "stale"    the poll or the batch job has not completed for `stale_after` seconds
+                              (a stuck scheduler, a batch that hangs), or
+                   "failing"  the last FAILING_AFTER batches in a row raised (a broken topic file,
+                              a full disk): items pile up in the spool while the daemon looks alive,
+                   so a supervisor or a probe notices. The body names the last successful batch.
 
 Each `Metrics` owns its registry (no process-global state), so several daemons in one test
-process do not collide. The server binds to 127.0.0.1 by default: metrics are for a local agent
-or a reverse proxy, not for the open network.
+process do not collide. The server binds to 127.0.0.1 by default (`metrics_host` in the
+settings): metrics are for a local agent or a reverse proxy, not for the open network.
 """
 
 from __future__ import annotations
@@ -15,11 +19,16 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# A batch may fail once for a passing reason (a crash being bisected, a busy disk); this many in a
+# row means the pipeline is broken and nothing gets through.
+FAILING_AFTER = 3
 
 
 class Metrics:
@@ -49,14 +58,39 @@ class Metrics:
         self.last_success = Gauge(
             "newsmon_job_last_success_timestamp_seconds", "When each job last completed", ["job"], registry=r
         )
+        self.batch_failures_in_row = Gauge(
+            "newsmon_batch_failures_in_row", "Batch jobs that raised since the last one that completed", registry=r
+        )
         self._last_ok: dict[str, float] = {}
+        self._batch_streak = 0
+        self._batch_error: str | None = None
         self._lock = threading.Lock()
 
     def job_done(self, job: str, when: float | None = None) -> None:
         when = time.time() if when is None else when
         with self._lock:
             self._last_ok[job] = when
+            if job == "batch":
+                self._batch_streak, self._batch_error = 0, None
         self.last_success.labels(job).set(when)
+        if job == "batch":
+            self.batch_failures_in_row.set(0)
+
+    def job_failed(self, job: str, error: str) -> int:
+        """Count a failed run of `job`; returns how many batch runs failed in a row (0 for others)."""
+        self.job_failures.labels(job).inc()
+        if job != "batch":
+            return 0
+        with self._lock:
+            self._batch_streak += 1
+            self._batch_error = error
+            streak = self._batch_streak
+        self.batch_failures_in_row.set(streak)
+        return streak
+
+    def batch_failures(self) -> tuple[int, str | None]:
+        with self._lock:
+            return self._batch_streak, self._batch_error
 
     def last_ok(self, job: str) -> float | None:
         with self._lock:
@@ -77,10 +111,12 @@ class MetricsServer:
         host: str = "127.0.0.1",
         stale_after: float = 600.0,
         extra_health: Callable[[], dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics = metrics
         self.stale_after = stale_after
-        self.started = time.time()
+        self.clock = clock
+        self.started = clock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,16 +145,28 @@ class MetricsServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
 
     def health(self, extra: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        now = time.time()
-        last_poll = self.metrics.last_ok("poll")
-        reference = last_poll if last_poll is not None else self.started
-        stale = now - reference > self.stale_after
+        now = self.clock()
+        since: dict[str, float | None] = {}
+        stale: list[str] = []
+        for job in ("poll", "batch"):
+            last = self.metrics.last_ok(job)
+            since[job] = None if last is None else round(now - last, 1)
+            if now - (last if last is not None else self.started) > self.stale_after:
+                stale.append(job)
+        failures, error = self.metrics.batch_failures()
+        last_batch = self.metrics.last_ok("batch")
+        status = "failing" if failures >= FAILING_AFTER else "stale" if stale else "ok"
         body = {
-            "status": "stale" if stale else "ok",
-            "seconds_since_poll": None if last_poll is None else round(now - last_poll, 1),
+            "status": status,
+            "stale_jobs": stale,
+            "seconds_since_poll": since["poll"],
+            "seconds_since_batch": since["batch"],
+            "last_batch_ok_at": None if last_batch is None else datetime.fromtimestamp(last_batch, UTC).isoformat(timespec="seconds"),
+            "batch_failures_in_row": failures,
+            "last_batch_error": error,
             **extra,
         }
-        return (503 if stale else 200), body
+        return (200 if status == "ok" else 503), body
 
     def start(self) -> MetricsServer:
         self.thread.start()

@@ -140,9 +140,49 @@ def test_status_flags_failing_feeds(tmp_path: Path, capsys) -> None:
                       fetched_at=now, outcome="error", status=503, error_kind="http_5xx", error="503", duration_ms=1)
     assert main(["status", "--data-dir", str(tmp_path / "d"), "--fail-on-error"]) == 1
     out = capsys.readouterr().out
-    lines = [line for line in out.splitlines() if line.startswith("| ")]
-    assert lines[1].startswith("| bad ") and "failing" in lines[1] and "http_5xx" in lines[1]
-    assert "feeds: failing 1, ok 1" in out
+    lines = out.splitlines()
+    assert lines[0].startswith("feed ") and "health" in lines[0]
+    assert lines[1].startswith("bad ") and "failing" in lines[1] and "http_5xx" in lines[1]
+    assert "feeds: failing 1, ok 1  (times in UTC)" in out
+
+
+def test_status_fits_100_columns_and_says_what_it_does_not_know(tmp_path: Path, capsys) -> None:
+    """~220 columns with microsecond timestamps; a never-fetched feed shown as ok; 0.3 items/day
+    for a feed one hour old. --wide and -f json keep every column."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.config import Source
+    from pipeline.models import FeedItem, FeedState
+    from pipeline.store import Store
+
+    now = datetime.now(UTC)
+    long_id = "a-feed-with-a-very-long-identifier-" + "x" * 20
+    with Store.open(tmp_path / "d") as s:
+        s.sync_feeds([Source(id=long_id, url="https://e.org/a"), Source(id="held", url="https://e.org/b"),
+                      Source(id="new", url="https://e.org/c")], now)
+        items = [FeedItem(f"i{n}", "new", f"g{n}", f"https://e.org/{n}", "t", "", now, now - timedelta(minutes=30))
+                 for n in range(2)]
+        s.record_poll(FeedState("new", last_success_at=now), fetched_at=now, outcome="ok", status=200,
+                      error_kind=None, error=None, duration_ms=1, items=items)
+        s.record_poll(FeedState(long_id, error_streak=2, last_error_kind="http_5xx", last_error="x" * 300),
+                      fetched_at=now, outcome="error", status=503, error_kind="http_5xx", error="503", duration_ms=1)
+        s.record_poll(FeedState("held"), fetched_at=now, outcome="host_backoff", status=None, error_kind=None,
+                      error=None, duration_ms=0)
+    assert main(["status", "--data-dir", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100, out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:4]}
+    assert "never fetched" in rows["held"]
+    assert rows["new"].split()[1] == "ok" and "0.3" not in rows["new"]  # no rate from one hour
+    assert ".0000" not in out and "+00:00" not in out  # times to the minute
+    assert main(["status", "--data-dir", str(tmp_path / "d"), "--wide"]) == 0
+    wide = capsys.readouterr().out
+    assert "usual_gap_h" in wide and "next_due_at" in wide
+    assert main(["status", "--data-dir", str(tmp_path / "d"), "-f", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    feeds = {f["feed_id"]: f for f in doc["feeds"]}
+    assert feeds[long_id]["last_error"].startswith("x") and feeds["new"]["items_per_day"] is None
+    assert doc["pipeline"]["daemon_running"] is False and doc["pipeline"]["pending"] == 2
 
 
 @pytest.mark.slow
@@ -214,3 +254,155 @@ def test_status_counts_and_lists_dead_letters(tmp_path: Path, capsys) -> None:
     assert {r["url"] for r in rows} == {"https://e.org/0", "https://e.org/1"}
     assert main(["status", "--data-dir", str(tmp_path / "d"), "--dead-letters", "--limit", "1"]) == 0
     assert "showing the latest 1 of 2 dead letters" in capsys.readouterr().out
+
+
+def test_dedup_refuses_to_overwrite_its_input_and_writes_atomically(tmp_path: Path, capsys, monkeypatch) -> None:
+    docs = seed_docs(tmp_path)
+    before = docs.read_text(encoding="utf-8")
+    assert main(["dedup", "--in", str(docs), "--out", str(docs)]) == 2
+    assert "--out is the --in file" in capsys.readouterr().err and docs.read_text(encoding="utf-8") == before
+    (tmp_path / "link.jsonl").symlink_to(docs)
+    assert main(["dedup", "--in", str(docs), "--out", str(tmp_path / "link.jsonl")]) == 2
+    assert "--out is the --in file" in capsys.readouterr().err
+    # A write that fails half-way (a full disk) leaves the previous output whole, and no temp file.
+    out = tmp_path / "stories.jsonl"
+    out.write_text("previous result\n", encoding="utf-8")
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("pipeline.fileio.os.fsync", full_disk)
+    assert main(["dedup", "--in", str(docs), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"newsmon: cannot write {out}: No space left on device"
+    assert out.read_text(encoding="utf-8") == "previous result\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl", "link.jsonl", "stories.jsonl"]
+
+
+@pytest.mark.parametrize("target", ["file", "under-a-file"])
+def test_runtime_io_errors_are_one_line_and_exit_1(tmp_path: Path, capsys, target: str) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x", encoding="utf-8")
+    path = blocker if target == "file" else blocker / "data"
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("feeds:\n  - id: a\n    url: https://example.org/a.xml\n", encoding="utf-8")
+    assert main(["run", "--once", "--sources", str(sources), "--data-dir", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and str(blocker) in err
+    # check-config no longer says ok for a data directory the daemon cannot use
+    assert main(["check-config", "--sources", str(sources), "--data-dir", str(path)]) == 2
+    assert "data_dir: " in capsys.readouterr().err
+    assert main(["dedup", "--in", str(seed_docs(tmp_path)), "--out", str(blocker / "out.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"newsmon: cannot write {blocker / 'out.jsonl'}") and len(err.strip().splitlines()) == 1
+
+
+def test_a_metrics_port_in_use_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        sources = tmp_path / "sources.yaml"
+        sources.write_text("feeds:\n  - id: a\n    url: https://example.org/a.xml\n", encoding="utf-8")
+        settings = tmp_path / "newsmon.yaml"
+        settings.write_text(f"metrics_port: {busy.getsockname()[1]}\n", encoding="utf-8")
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "run", "--config", str(settings), "--sources", str(sources),
+             "--data-dir", str(tmp_path / "data")],
+            capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        busy.close()
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+    assert last.startswith("newsmon: cannot serve metrics on 127.0.0.1:") and "set `metrics_port`" in last
+
+
+@pytest.mark.slow
+def test_run_once_exits_1_when_every_feed_failed(tmp_path: Path, capsys) -> None:
+    from tests.fetch.faultserver import FaultServer
+
+    with FaultServer("127.0.0.12") as srv:
+        srv.status("/a.xml", 500)
+        srv.status("/b.xml", 404)
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(f"feeds:\n  - id: a\n    url: {srv.url('/a.xml')}\n  - id: b\n    url: {srv.url('/b.xml')}\n",
+                           encoding="utf-8")
+        settings = tmp_path / "newsmon.yaml"
+        settings.write_text("fetch:\n  allow_networks: [127.0.0.12/32]\n  per_host_min_gap_seconds: 0\n", encoding="utf-8")
+        argv = ["run", "--once", "--config", str(settings), "--sources", str(sources), "--data-dir", str(tmp_path / "d")]
+        assert main(argv) == 1
+        captured = capsys.readouterr()
+        assert "every feed polled failed (2 of 2)" in captured.err
+        assert "feed a: http_5xx" in captured.out and "feed b: http_4xx" in captured.out
+        srv.feed("/a.xml")  # one feed answers again: the run did its job
+        assert main(argv) == 0
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT * FROM feeds) TO '{out}'",
+        "SELECT 1; COPY (SELECT 1) TO '{out}'",
+        "EXPORT DATABASE '{dir}'",
+        "INSTALL httpfs",
+        "LOAD '{dir}/x.duckdb_extension'",
+        "ATTACH '{out}' AS other",
+        "CREATE TABLE memory.main.t AS SELECT 1",
+    ],
+)
+def test_query_is_read_only_in_every_sense(tmp_path: Path, capsys, sql: str) -> None:
+    """It refused writes to the store, but COPY ... TO '/any/path' wrote files."""
+    from pipeline.store import Store
+
+    Store.open(tmp_path / "d").close()
+    out = tmp_path / "d" / "lake" / "leak.csv"
+    argv = ["query", "--data-dir", str(tmp_path / "d"), sql.format(out=out, dir=tmp_path / "exported")]
+    assert main(argv) == 2
+    assert "newsmon query only reads" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "exported").exists()
+
+
+def test_a_reader_connection_cannot_touch_files_even_through_select(tmp_path: Path) -> None:
+    import duckdb
+
+    from pipeline.store import Store
+
+    Store.open(tmp_path / "d").close()
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n", encoding="utf-8")
+    with Store.open(tmp_path / "d", read_only=True) as r:
+        assert r.scalar("SELECT count(*) FROM feeds") == 0
+        with pytest.raises(duckdb.PermissionException):
+            r.query(f"SELECT * FROM read_csv('{secret}')")
+        with pytest.raises(duckdb.Error, match="locked"):
+            r.query("SET enable_external_access = true")
+        with pytest.raises(duckdb.PermissionException):
+            r.query(f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_run_once_with_a_broken_pipeline_is_one_line_and_exit_1(tmp_path: Path, capsys, monkeypatch) -> None:
+    from pipeline import daemon
+    from tests.fetch.faultserver import FaultServer
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("Traceback (most recent call last):\n  ...\nValueError: bad topic [while running 'MatchTopics']")
+
+    monkeypatch.setattr(daemon, "run_batch", broken)
+    with FaultServer("127.0.0.15") as srv:
+        srv.feed("/f.xml", items=1)
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(f"feeds:\n  - id: f\n    url: {srv.url('/f.xml')}\n", encoding="utf-8")
+        settings = tmp_path / "newsmon.yaml"
+        settings.write_text("fetch:\n  allow_networks: [127.0.0.15/32]\n", encoding="utf-8")
+        argv = ["run", "--once", "--config", str(settings), "--sources", str(sources), "--data-dir", str(tmp_path / "d")]
+        assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("newsmon: the batch failed: RuntimeError: ValueError: bad topic [while running 'MatchTopics'] "
+                       "(-v for the traceback)")

@@ -122,14 +122,48 @@ def _paths(node: object, prefix: str = "") -> set[str]:
     return out
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "newsmon.yaml.example"
+DEPLOYMENT_CHOICES = {"data_dir"}  # the example's values for these differ from the defaults
+
+
 def test_the_example_settings_file_is_valid_and_lists_every_key() -> None:
     import yaml
 
-    example = Path(__file__).resolve().parents[1] / "deploy" / "newsmon.yaml.example"
-    raw = yaml.safe_load(example.read_text(encoding="utf-8"))
-    config.Settings.model_validate(raw)  # strict: an unknown or misspelt key fails here
-    missing = _keys(config.Settings) - _paths(raw)
-    assert not missing, f"keys missing from {example.name}: {sorted(missing)}"
+    # With its optional lines ("#~ ") switched on, it names every key and validates strictly.
+    full = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8").replace("#~ ", ""))
+    config.Settings.model_validate(full)  # strict: an unknown or misspelt key fails here
+    missing = _keys(config.Settings) - _paths(full)
+    assert not missing, f"keys missing from {EXAMPLE.name}: {sorted(missing)}"
+
+
+def _differences(got: object, want: object, prefix: str = "") -> list[str]:
+    if isinstance(got, dict) and isinstance(want, dict):
+        return [d for k in got for d in _differences(got[k], want.get(k), f"{prefix}{k}.")]
+    if isinstance(got, list | tuple) and isinstance(want, list | tuple):
+        got, want = list(got), list(want)
+    return [] if got == want else [f"{prefix.rstrip('.')}: {got!r} (default {want!r})"]
+
+
+def test_the_example_settings_file_holds_the_defaults_and_works_when_copied(tmp_path: Path, capsys) -> None:
+    """It claimed every key with its default but held a fake Slack channel and SMTP host, which
+    failed when copied. Copied as it is (next to a sources file and the topics), it now passes."""
+    import shutil
+
+    import yaml
+
+    raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    defaults = config.Settings().model_dump(mode="json")
+    diffs = [d for d in _differences(raw, defaults) if d.split(":")[0] not in DEPLOYMENT_CHOICES]
+    assert not diffs, diffs
+    etc = tmp_path / "etc-newsmon"
+    etc.mkdir()
+    shutil.copy(EXAMPLE, etc / "newsmon.yaml")
+    shutil.copy(ROOT / "sources.yaml", etc / "sources.yaml")
+    shutil.copytree(ROOT / "seeds", etc / "seeds")
+    argv = ["check-config", "--config", str(etc / "newsmon.yaml"), "--data-dir", str(tmp_path / "data")]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"from {etc / 'sources.yaml'}" in out and f"from {etc / 'seeds' / 'topics'}" in out
 
 
 def test_slack_web_api_needs_its_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,3 +177,63 @@ def test_slack_web_api_needs_its_token(tmp_path: Path, monkeypatch: pytest.Monke
     cfg = config.load(settings, sources_path=tmp_path / "sources.yaml", env={"NEWSMON_SLACK_BOT_TOKEN": "xoxb-1"})
     assert cfg.secrets.slack_bot_token is not None and cfg.secrets.slack_webhook_url is None
     assert "xoxb-1" not in json.dumps(cfg.dump(), default=str)
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    """It said "(and 1 more problem(s))" and showed only the first; each fix then cost a run."""
+    settings = write(tmp_path, "fetch:\n  workers: 0\n  colour: red\npipeline:\n  max_batch_items: -1\n", "newsmon.yaml")
+    with pytest.raises(ConfigError) as info:
+        config.load(settings, sources_path=write(tmp_path, GOOD), env={})
+    msg = str(info.value)
+    assert msg.startswith(f"{settings}: 3 problems:")
+    assert f"{settings}:2: fetch.workers" in msg and f"{settings}:3: fetch.colour: unknown key" in msg
+    assert f"{settings}:5: pipeline.max_batch_items" in msg
+    src = write(tmp_path, "feeds:\n  - id: a\n    url: https://e.org/a\n  - id: a\n    url: https://e.org/a\n"
+                          "  - id: b\n    url: https://e.org/b\n  - id: b\n    url: https://e.org/c\n", "dup.yaml")
+    slack = write(tmp_path, "alerts:\n  slack: {}\n", "slack.yaml")
+    with pytest.raises(ConfigError) as info:  # problems in two files and the environment, together
+        config.load(slack, sources_path=src, env={})
+    msg = str(info.value)
+    assert msg.startswith("2 problems:") and "duplicate feed id 'a'" in msg and "duplicate feed id 'b'" in msg
+    assert "same url as 'a'" in msg and "NEWSMON_SLACK_WEBHOOK_URL is empty" in msg
+
+
+def test_an_empty_feed_list_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sources.yaml:1: feeds: the list is empty; add at least one feed"):
+        config.load(sources_path=write(tmp_path, "feeds: []\n"), env={})
+
+
+def test_no_silent_fallback_to_the_bundled_feeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Run from another folder, it used to watch the project's default feeds without a word."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        config.load(env={})
+    msg = str(info.value)
+    assert f"no sources file: {tmp_path / 'sources.yaml'} does not exist; pass --sources FILE" in msg
+    assert "curated default feeds ship at" in msg and str(config.bundled("sources.yaml")) in msg
+    assert main(["check-config"]) == 2
+    # Commands that never read the feeds do not need them.
+    assert config.load(env={}, feeds_required=False).feeds == ()
+
+
+def test_allow_networks_is_a_setting_and_the_refusal_names_it(tmp_path: Path) -> None:
+    from pipeline.daemon import http_settings
+    from pipeline.errors import PermanentFetchError
+    from pipeline.fetch.http import HttpClient
+    from tests.fetch.faultserver import FaultServer
+
+    with pytest.raises(ConfigError, match=r"fetch.allow_networks: .*'10.0.0.300' is not a network"):
+        config.load(sources_path=write(tmp_path, GOOD), env={}, overrides={"fetch.allow_networks": ["10.0.0.300"]})
+    with FaultServer("127.0.0.2") as srv:
+        srv.feed("/f.xml")
+        plain = config.load(sources_path=write(tmp_path, GOOD), env={})
+        with HttpClient(http_settings(plain, pages=False)) as client, pytest.raises(PermanentFetchError) as info:
+            client.get(srv.url("/f.xml"))
+        assert "fetch.allow_networks" in str(info.value) and "127.0.0.2/32" in str(info.value)
+        # One network allowed; the guard stays on for everything else.
+        cfg = config.load(sources_path=write(tmp_path, GOOD), env={}, overrides={"fetch.allow_networks": ["127.0.0.2/32"]})
+        assert not cfg.settings.fetch.allow_private_addresses
+        with HttpClient(http_settings(cfg, pages=False)) as client:
+            assert client.get(srv.url("/f.xml")).status == 200
+            with pytest.raises(PermanentFetchError, match="refused"):
+                client.get("http://127.0.0.1:9/f.xml")

@@ -99,7 +99,7 @@ def phase_of(log: str) -> str:
     """How far a killed cycle got, judged from its (verbose) log."""
     if "alert_sent" in log or "batch_loaded" in log:
         return "alerting"
-    if "feed_polled" in log and "apache_beam.runners" in log:
+    if "feed_polled" in log and ("batch_started" in log or "apache_beam.runners" in log):
         return "batch"
     if "feed_polled" in log:
         return "polling"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -69,7 +70,54 @@ def test_run_polls_on_schedule_and_stops_on_sigterm(tmp_path: Path) -> None:
             assert time.monotonic() - t0 < 45
             assert proc.returncode == 0, err[-2000:]
             assert "daemon_stopped" in err
+            # -v logs our decisions, not Beam's type-hint conversions (a third of the log before)
+            assert "type hint" not in err and " INFO apache_beam" not in err
+            assert "batch_loaded" in err and "feed_polled" in err
             assert "newsmon alert: topic" in out
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_the_daemon_says_it_started_without_v_and_logs_a_failing_batch_once(tmp_path: Path) -> None:
+    """By default the daemon logged nothing at start: the journal could not tell it was up."""
+    from tests.fetch.faultserver import FaultServer
+
+    with FaultServer("127.0.0.14") as srv:
+        srv.feed("/f.xml")
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(f"feeds:\n  - id: f\n    url: {srv.url('/f.xml')}\n", encoding="utf-8")
+        settings = tmp_path / "newsmon.yaml"
+        port = free_port()
+        settings.write_text("fetch:\n  allow_networks: [127.0.0.14/32]\npipeline:\n  poll_tick_seconds: 600\n"
+                            f"metrics_port: {port}\nmetrics_host: 127.0.0.3\n", encoding="utf-8")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "run", "--config", str(settings), "--sources", str(sources),
+             "--data-dir", str(tmp_path / "data")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert proc.stderr is not None
+            seen = []
+            while not any("daemon_started" in line for line in seen) and len(seen) < 50:
+                line = proc.stderr.readline()  # blocks until a log line; the process's end gives ""
+                if not line:
+                    break
+                seen.append(line)
+            first = next((line for line in seen if "daemon_started" in line), "".join(seen))
+            assert "daemon_started" in first and "feeds=1" in first and f"data_dir={tmp_path / 'data'}" in first
+            # the metrics bind where metrics_host says (0.0.0.0 in a container), not always loopback 127.0.0.1
+            assert f"metrics_listening address=127.0.0.3:{port}" in "".join(seen)
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.3:{port}/healthz", timeout=30).status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            assert status in (200, 503)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            assert "daemon_stopped" in err and "feed_polled" not in err  # decisions stay at -v
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,6 +87,21 @@ def to_message(due: DueAlert) -> AlertMessage:
     )
 
 
+def with_story_outlets(msg: AlertMessage, store: Store) -> AlertMessage:
+    """The message with every outlet that carries its story now, in order of first sight.
+
+    The outbox row names only the outlet of the article that raised the alert, so the story-A
+    alert said "Outlets (1)" while the same run's story summary listed 3 (its syndicated copies,
+    folded in the same batch). Read at send time, the list is what the store knows."""
+    _, rows = store.query(
+        "SELECT coalesce(sitename, feed_id) AS outlet FROM story_members WHERE story_id = ? "
+        "GROUP BY 1 ORDER BY min(seen_at), 1",
+        [msg.story_id],
+    )
+    outlets = list(dict.fromkeys([*msg.outlets, *(r[0] for r in rows if r[0])]))
+    return msg if outlets == list(msg.outlets) else replace(msg, outlets=tuple(outlets))
+
+
 def retry_delay(attempt: int, retry_after: float | None) -> timedelta:
     delay = min(RETRY_MAX, RETRY_BASE * (2 ** max(0, attempt - 1)))
     if retry_after is not None:
@@ -115,7 +130,7 @@ def dispatch(
     summary = DispatchSummary(observe=observe)
     for due in store.due_alerts(list(by_channel), now(), max_attempts=max_attempts):
         notifier = by_channel[due.channel]
-        msg = to_message(due)
+        msg = with_story_outlets(to_message(due), store)
         if due.claimed_at is not None and not _settle_in_doubt(store, notifier, due, msg, policies, now, summary):
             continue
         store.record_delivery(due.alert_id, due.channel, due.attempt, "sending", now=now())

@@ -16,6 +16,7 @@ Contract:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -88,8 +89,45 @@ def _outlets_line(msg: AlertMessage) -> str:
     return f"{shown} +{hidden} more" if hidden > 0 else shown
 
 
+# An evidence line as the store writes it: "<kind> <detail> in <zone>[: 'span', 'span', ...]",
+# where a rule's detail is "<name>: <its whole query>". The non-greedy detail with the anchored
+# tail lets a query contain " in " itself.
+_EVIDENCE_RE = re.compile(r"^(?P<kind>\S+) (?P<detail>.+?) in (?P<zone>\w+)(?:: (?P<spans>'.*'))?$")
+_SPANS_SHOWN_MAX = 6
+
+
+def compact_evidence(evidence: tuple[str, ...]) -> list[str]:
+    """One line per rule or exemplar, its zones and matched words merged, without the query.
+
+    The whole rule query repeated once per zone made alerts long and hid the words that matched;
+    the rule's name says which rule fired (`newsmon topics test` shows its query and why).
+    Lines of another shape are kept as they are."""
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for raw in evidence:
+        line = _one_line(raw)
+        if not line:
+            continue
+        m = _EVIDENCE_RE.match(line)
+        if m is None:
+            groups.setdefault(line, ([], []))
+            continue
+        detail = m["detail"].split(": ", 1)[0] if m["kind"] == "rule" else m["detail"]
+        zones, spans = groups.setdefault(f"{m['kind']} {detail}", ([], []))
+        if m["zone"] not in zones:
+            zones.append(m["zone"])
+        for span in re.findall(r"'([^']*)'", m["spans"] or ""):
+            if span.lower() not in (x.lower() for x in spans):
+                spans.append(span)
+    out = []
+    for head, (zones, spans) in groups.items():
+        shown = ", ".join(f"'{x}'" for x in spans[:_SPANS_SHOWN_MAX])
+        more = f" +{len(spans) - _SPANS_SHOWN_MAX}" if len(spans) > _SPANS_SHOWN_MAX else ""
+        out.append(head + (f" in {', '.join(zones)}" if zones else "") + (f": {shown}{more}" if shown else ""))
+    return out
+
+
 def _evidence_lines(msg: AlertMessage) -> list[str]:
-    lines = [_one_line(e) for e in msg.evidence if e.strip()]
+    lines = compact_evidence(msg.evidence)
     if len(lines) > _EVIDENCE_LINES_MAX:
         rest = len(lines) - (_EVIDENCE_LINES_MAX - 1)
         lines = lines[: _EVIDENCE_LINES_MAX - 1] + [f"… and {rest} more"]
@@ -118,7 +156,7 @@ def render_text(msg: AlertMessage) -> str:
     outlets = [o for o in msg.outlets if o]
     if outlets:
         lines.append(f"Outlets ({len(outlets)}): {', '.join(outlets)}")
-    evidence = [_one_line(e) for e in msg.evidence if e.strip()]
+    evidence = _evidence_lines(msg)
     if evidence:
         lines += ["", "Evidence:"]
         lines += [f"  - {e}" for e in evidence]

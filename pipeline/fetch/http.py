@@ -191,7 +191,11 @@ def _resolve_checked(
         for ip in addresses:
             reason = _forbidden_reason(ip, networks)
             if reason is not None:
-                raise PermanentFetchError(f"refused {host!r}: it resolves to {ip} ({reason})", kind="refused")
+                raise PermanentFetchError(
+                    f"refused {host!r}: it resolves to {ip} ({reason}); to fetch it, add its network to "
+                    f"the setting fetch.allow_networks (e.g. [{ipaddress.ip_network(ip)}])",
+                    kind="refused",
+                )
     return [str(ip) for ip in addresses]
 
 

@@ -35,7 +35,8 @@ from pipeline.models import (
     ItemResult,
     to_json,
 )
-from pipeline.store.connection import connect
+from pipeline.store.connection import connect, prepare_data_dir
+from pipeline.store.lock import WriterLock
 from pipeline.store.migrate import migrate
 
 LAKE = "lake"
@@ -118,8 +119,11 @@ def alert_id_for(topic: str, story_id: str) -> str:
 class Store:
     """A handle on the lake. Use `Store.open()`; close it, or use it as a context manager."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, data_dir: Path, read_only: bool) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, data_dir: Path, read_only: bool, lock: WriterLock | None = None
+    ) -> None:
         self._con = con
+        self._writer_lock = lock  # held by the one writer of this data directory (see store/lock.py)
         self._lock = threading.RLock()
         self.data_dir = data_dir
         self.read_only = read_only
@@ -136,15 +140,28 @@ class Store:
             )
         if read_only:
             _recover_catalog(data_dir / "catalog.sqlite")
-        con = connect(data_dir, read_only=read_only)
-        store = cls(con, data_dir, read_only)
-        if not read_only:
-            migrate(con, LAKE)
-        return store
+            return cls(connect(data_dir, read_only=True), data_dir, True)
+        # The writer lock comes first: a second daemon must stop before it touches anything.
+        prepare_data_dir(data_dir)
+        lock = WriterLock(data_dir)
+        try:
+            con = connect(data_dir)
+            try:
+                migrate(con, LAKE)
+            except BaseException:
+                con.close()
+                raise
+        except BaseException:
+            lock.release()
+            raise
+        return cls(con, data_dir, False, lock)
 
     def close(self) -> None:
         with self._lock:
             self._con.close()
+            if self._writer_lock is not None:
+                self._writer_lock.release()
+                self._writer_lock = None
 
     def __enter__(self) -> Store:
         return self

@@ -15,8 +15,13 @@ gaps AS (
 usual AS (
     SELECT feed_id, median(epoch(gap)) AS usual_gap_s FROM gaps WHERE gap IS NOT NULL GROUP BY feed_id
 ),
+-- Items per day over the last 7 days, or over the days the feed has been watched when that is
+-- shorter; NULL for a feed watched less than a day (two items in its first hour are not a rate).
 recent AS (
-    SELECT feed_id, count(*) FILTER (seen_at >= now() - INTERVAL 7 DAY) / 7.0 AS items_per_day,
+    SELECT feed_id,
+           CASE WHEN epoch(now() - min(seen_at)) >= 86400
+                THEN count(*) FILTER (seen_at >= now() - INTERVAL 7 DAY)
+                     / least(7.0, epoch(now() - min(seen_at)) / 86400) END AS items_per_day,
            max(seen_at) AS last_new_item
     FROM items GROUP BY feed_id
 )
@@ -25,6 +30,8 @@ SELECT f.feed_id,
             WHEN s.feed_id IS NULL THEN 'never polled'
             WHEN coalesce(s.disabled, false) THEN 'auto-disabled'
             WHEN s.error_streak > 0 THEN 'failing'
+            -- polled, but no answer yet (held by a host's Retry-After, say): not known to be ok
+            WHEN s.last_success_at IS NULL THEN 'never fetched'
             WHEN r.last_new_item IS NOT NULL AND u.usual_gap_s IS NOT NULL
                  AND epoch(now() - r.last_new_item) > greatest(3 * u.usual_gap_s, 86400) THEN 'silent'
             ELSE 'ok' END AS health,
@@ -38,5 +45,5 @@ FROM feeds f
 LEFT JOIN feed_state s USING (feed_id)
 LEFT JOIN recent r USING (feed_id)
 LEFT JOIN usual u USING (feed_id)
-ORDER BY CASE health WHEN 'auto-disabled' THEN 0 WHEN 'failing' THEN 0 WHEN 'silent' THEN 1 WHEN 'never polled' THEN 2 WHEN 'disabled' THEN 4 ELSE 3 END,
+ORDER BY CASE health WHEN 'auto-disabled' THEN 0 WHEN 'failing' THEN 0 WHEN 'silent' THEN 1 WHEN 'never polled' THEN 2 WHEN 'never fetched' THEN 2 WHEN 'disabled' THEN 4 ELSE 3 END,
          f.feed_id;

@@ -299,3 +299,24 @@ def test_throttled_host_holds_every_feed_on_it(tmp_path: Path) -> None:
             assert rows[0][0] == 2
         finally:
             daemon.close()
+
+
+def test_the_bomb_is_ready_before_the_first_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cause of the flaky [bomb] case: the server compressed 50 MB inside the request, on the
+    client's 1 s budget. Served ready-made, the cap is what stops the fetch, however busy the
+    machine: compressing during a request now fails the test."""
+    import tests.fetch.faultserver as fs
+    from pipeline.errors import PermanentFetchError
+    from pipeline.fetch.http import HttpClient, HttpSettings
+
+    with FaultServer("127.0.0.1") as srv:
+        url = srv.gzip_bomb("/bomb.xml", 50_000_000)
+
+        def no_compressing_now(*args: Any, **kwargs: Any) -> bytes:
+            raise AssertionError("the bomb was compressed during the request")
+
+        monkeypatch.setattr(fs.gzip, "compress", no_compressing_now)
+        settings = HttpSettings(allow_private_addresses=True, total_timeout=60, max_body_bytes=200_000)
+        with HttpClient(settings) as client, pytest.raises(PermanentFetchError) as info:
+            client.get(url)
+        assert info.value.kind == "too_large"

@@ -298,11 +298,11 @@ def test_declared_length_over_cap_fails_without_reading(raw_servers: list[RawSer
 
     server = _raw(raw_servers, handler)
     settings = HttpSettings(allow_private_addresses=True, max_body_bytes=1_000_000, total_timeout=5)
-    start = time.monotonic()
     with HttpClient(settings) as client, pytest.raises(PermanentFetchError) as err:
         client.get(server.url())
+    # too_large, not timeout: it gave up on the header alone (reading would stall until the 5 s
+    # budget). The kind proves it by cause; a wall-clock bound would fail on a busy machine.
     assert err.value.kind == "too_large"
-    assert time.monotonic() - start < 1.0
 
 
 def test_streamed_body_over_cap_stops_early(raw_servers: list[RawServer]) -> None:
@@ -402,27 +402,30 @@ def test_dripping_server_is_cut_off_by_total_timeout(raw_servers: list[RawServer
         client.get(server.url())
     elapsed = time.monotonic() - start
     assert err.value.kind == "timeout"
-    assert 0.9 <= elapsed < 1.6
+    # Without the total budget the drip never ends (until the server stops); the bound is wide
+    # so a busy machine cannot fail it, and still far below "never".
+    assert 0.9 <= elapsed < 10
 
 
 def test_drip_then_stall_is_cut_at_the_budget_not_a_read_timeout_later(raw_servers: list[RawServer]) -> None:
     def handler(conn: socket.socket, stop: threading.Event) -> None:
         _read_head(conn)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
-        for _ in range(8):
+        for _ in range(29):
             conn.sendall(b"x")
             time.sleep(0.1)
-        stop.wait(10)  # stall mid-body
+        stop.wait(30)  # stall mid-body
 
     server = _raw(raw_servers, handler)
-    settings = HttpSettings(allow_private_addresses=True, total_timeout=1.0)
+    settings = HttpSettings(allow_private_addresses=True, total_timeout=3.0)
     start = time.monotonic()
     with HttpClient(settings) as client, pytest.raises(TransientFetchError) as err:
         client.get(server.url())
     elapsed = time.monotonic() - start
     assert err.value.kind == "timeout"
-    # A read timeout set at the start would only fire at about 0.8 s + 1.0 s.
-    assert elapsed < 1.35
+    # The budget cuts at 3 s; a read timeout set at the start would fire at about 2.9 s + 3 s.
+    # The 2 s margin between the two keeps a loaded machine from failing the test.
+    assert elapsed < 5.0
 
 
 def test_hanging_server_is_cut_off(raw_servers: list[RawServer]) -> None:
@@ -436,7 +439,7 @@ def test_hanging_server_is_cut_off(raw_servers: list[RawServer]) -> None:
     with HttpClient(settings) as client, pytest.raises(TransientFetchError) as err:
         client.get(server.url())
     assert err.value.kind == "timeout"
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 6  # the server would hang for 10 s; wide for a busy machine
 
 
 # ---------------------------------------------------------------------------------------------

@@ -245,5 +245,4 @@ def test_corpus_parses_without_crashing(feed_manifest: tuple[Path, list[dict]]) 
     assert _near(not_feeds, EXPECTED_NOT_FEEDS), not_feeds
     assert _near(bozo, EXPECTED_BOZO), bozo
     assert real_bozo_kept >= EXPECTED_REAL_BOZO_KEPT - 1, real_bozo_kept
-    assert lost_real_bozo == []
-    assert elapsed < 60, f"corpus took {elapsed:.1f}s"
+    assert lost_real_bozo == []  # (parse speed is bench/bench_poll.py's job, not a timed test)

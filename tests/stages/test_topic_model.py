@@ -165,3 +165,27 @@ def test_words_in_page_chrome_never_count(topics) -> None:
     )
     for topic in topics.values():
         assert not match_article("d", "Council approves transport budget", body + chrome, [topic]), topic.id
+
+
+def test_a_label_given_while_the_daemon_holds_the_store_waits_and_counts(tmp_path: Path, capsys) -> None:
+    from pipeline.store import Store
+    from pipeline.store.labels import import_pending_labels, pending_labels
+    from pipeline.store.lock import WriterLock
+
+    data = tmp_path / "data"
+    _store_with_articles(data, [("a1", "Grain ships leave Odesa", "Ships with wheat left Odesa port.")])
+    daemon_lock = WriterLock(data)  # what a running daemon holds
+    try:
+        assert main(["topics", "label", "a1", "sanctions", "no", "--by", "ana", "--data-dir", str(data)]) == 0
+        assert "queued while the daemon holds the store" in capsys.readouterr().out
+        assert [p["article_id"] for p in pending_labels(data)] == ["a1"]
+    finally:
+        daemon_lock.release()
+    # The writer (the daemon, after its next batch) moves it into the store, once.
+    with Store.open(data) as s:
+        assert import_pending_labels(s) == 1
+        assert import_pending_labels(s) == 0
+        assert s.query("SELECT article_id, topic, label, labelled_by FROM topic_labels")[1] == [
+            ("a1", "sanctions", "no", "ana")
+        ]
+    assert pending_labels(data) == []
