@@ -20,6 +20,7 @@ from rapidfuzz import fuzz
 
 from pipeline.models import DedupDoc, StoryAssignment
 from pipeline.stories.copies import _CopyIndex
+from pipeline.stories.pairs import PairFacts, PairModel, facts_from_terms, load_model, pair_features
 from pipeline.stories.settings import DedupSettings
 from pipeline.stories.text import (
     _RUN_SPACES,
@@ -146,6 +147,7 @@ class _Doc:
     story_id: str
     link: str
     counted: bool                 # in the corpus statistics (not a copy of a counted document)
+    facts: PairFacts | None = None   # years, numbers, lead names, for the pair model
 
     def df_ids(self) -> np.ndarray:
         """Ids of the terms counted in the IDF: the "l:" terms sort first, the rest of `ids` counts."""
@@ -239,8 +241,15 @@ def _utc(when: datetime | None) -> datetime | None:
 class StoryIndex:
     """Documents indexed so far and the story of each. See the module docstring for the ladder."""
 
-    def __init__(self, settings: DedupSettings = DedupSettings()) -> None:  # noqa: B008 - frozen dataclass
+    def __init__(
+        self,
+        settings: DedupSettings = DedupSettings(),  # noqa: B008 - frozen dataclass
+        pair_model: PairModel | None = None,
+    ) -> None:
         self.settings = settings
+        # The learned pair model of the rewrite rung (pipeline/stories/pairs.py); None with
+        # use_pair_model=False: the weighted cosine and rewrite_threshold decide alone.
+        self.pair_model = pair_model if pair_model is not None or not settings.use_pair_model else load_model()
         self._next_key = 0
         self._docs: OrderedDict[int, _Doc] = OrderedDict()   # insertion order = eviction order
         self._assignments: dict[int, StoryAssignment] = {}
@@ -358,9 +367,20 @@ class StoryIndex:
     def _link(new: _Doc, link: str, other: _Doc, score: float) -> StoryAssignment:
         return StoryAssignment(new.doc_id, other.story_id, link, other.doc_id, round(score, 4))
 
+    def _rewrite_threshold_of_long(self) -> float:
+        """The score a full article needs to join a story (the pair model's, else `rewrite_threshold`)."""
+        return self.settings.rewrite_threshold if self.pair_model is None else self.pair_model.long.threshold
+
+    def _rewrite_threshold(self, new: _Doc) -> float:
+        model = self.pair_model
+        if model is None:
+            return self.settings.rewrite_threshold
+        short = new.content_words < self.settings.min_rewrite_terms
+        return model.short.threshold if short else model.long.threshold
+
     def _rewrite_or_original(self, new: _Doc) -> StoryAssignment:
         closest = self._closest_story(new)
-        if closest is not None and closest[0] >= self.settings.rewrite_threshold:
+        if closest is not None and closest[0] >= self._rewrite_threshold(new):
             return self._link(new, "rewrite", closest[1], closest[0])
         score = round(closest[0], 4) if closest is not None else 0.0
         return StoryAssignment(new.doc_id, story_id_for(new.doc_id), "original", None, score)
@@ -371,7 +391,9 @@ class StoryIndex:
         Average link: one close member is not enough to pull a document into a story, so a
         chain of pairwise-similar documents does not grow into one topic-wide story.
         """
-        if new.content_words < self.settings.min_rewrite_terms:
+        s = self.settings
+        model = self.pair_model
+        if new.content_words < (s.min_rewrite_terms if model is None else s.min_short_terms):
             return None
         self._refresh_vectors()
         vector = self._weigh(new)
@@ -380,13 +402,54 @@ class StoryIndex:
             members = self._story_sample(story_id, new.published)
             if not members:
                 continue
-            if best is not None and self._similarity_bound(new, vector, members) < best[0] - 1e-9:
-                continue   # cannot beat the best story: its members need not be weighed
-            sims = [(self._similarity(new, vector, member), member) for member in members]
+            if model is not None:
+                sims = [(self._pair_probability(new, vector, member), member) for member in members]
+            else:
+                if best is not None and self._similarity_bound(new, vector, members) < best[0] - 1e-9:
+                    continue   # cannot beat the best story: its members need not be weighed
+                sims = [(self._similarity(new, vector, member), member) for member in members]
             average = sum(score for score, _ in sims) / len(sims)
             if best is None or average > best[0]:
                 best = (average, max(sims, key=lambda item: (item[0], -item[1].key))[1])
         return best
+
+    def _space_cosines(self, vector: _Vector, member: _Doc) -> tuple[float, float, float, float]:
+        """The TF-IDF cosine of `new` (weighed as `vector`) and `member` in each space (see `_space_idf`)."""
+        s = self.settings
+        products = vector.gather(member.ids) * self._cached_vector(member)
+        weights = (s.lead_weight, s.name_weight, s.phrase_weight, s.word_weight)
+        total = sum(weights)
+        runs = member.bounds
+        # Each space is scaled to length sqrt(weight / total): its dot product is that share of its cosine.
+        cosines = [
+            float(products[runs[n] : runs[n + 1]].sum()) * total / weight if weight > 0 else 0.0
+            for n, weight in enumerate(weights)
+        ]
+        return cosines[0], cosines[1], cosines[2], cosines[3]
+
+    def _pair_vector(self, new: _Doc, vector: _Vector, member: _Doc) -> np.ndarray:
+        assert new.facts is not None and member.facts is not None
+        return pair_features(self._space_cosines(vector, member), new.facts, member.facts)
+
+    def _pair_probability(self, new: _Doc, vector: _Vector, member: _Doc) -> float:
+        """The pair model's probability that `new` and `member` report one event."""
+        assert self.pair_model is not None and new.facts is not None and member.facts is not None
+        model = self.pair_model.for_pair(new.facts, member.facts, self.settings.min_rewrite_terms)
+        return model.probability(self._pair_vector(new, vector, member))
+
+    def refresh_model(self) -> None:
+        """Use the pair model saved with this code (an index loaded from disk keeps its own copy)."""
+        if self.settings.use_pair_model:
+            self.pair_model = load_model()
+
+    def content_words_of(self, doc_id: str) -> int:
+        return self._docs[self._by_doc_id[doc_id]].content_words
+
+    def pair_features_of(self, doc_a: str, doc_b: str) -> np.ndarray:
+        """The pair features of two indexed documents, `doc_a` weighed as a new one (training, explaining)."""
+        self._refresh_vectors()
+        a, b = self._docs[self._by_doc_id[doc_a]], self._docs[self._by_doc_id[doc_b]]
+        return self._pair_vector(a, self._weigh(a), b)
 
     def _similarity_bound(self, new: _Doc, vector: _Vector, members: list[_Doc]) -> float:
         """An upper bound of the average similarity of `new` to `members`, from shared terms alone.
@@ -598,6 +661,7 @@ class StoryIndex:
             link="",
             counted=counted,
         )
+        made.facts = facts_from_terms(terms, made.published, made.content_words)
         for ids in made.held_ids():
             table.hold(ids, 1)
         return made
@@ -730,6 +794,7 @@ def fold_stories(
     docs: Iterable[DedupDoc],
     settings: DedupSettings = DedupSettings(),  # noqa: B008 - frozen dataclass
     history: Iterable[tuple[DedupDoc, str]] = (),
+    pair_model: PairModel | None = None,
 ) -> list[StoryAssignment]:
     """Assign every document a story; the result does not depend on the order of `docs`.
 
@@ -737,7 +802,7 @@ def fold_stories(
     observed and added in (published, doc_id) order, undated documents last; the assignments
     come back in the input order.
     """
-    index = StoryIndex(settings)
+    index = StoryIndex(settings, pair_model)
     for doc, story_id in history:
         index.add(doc, story_id=story_id)
     docs = list(docs)

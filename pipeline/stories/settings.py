@@ -30,7 +30,9 @@ class DedupSettings:
     stop_zipf: float = 6.0                # words this frequent in English (the, said, would) are no content
     prior_docs: float = 3.0               # weight of the wordfreq background, in pseudo-documents
     prior_doc_length: float = 300.0       # words per document, to turn a word frequency into a df
-    min_rewrite_terms: int = 8            # fewer content words than this: never a rewrite
+    min_rewrite_terms: int = 8            # fewer content words: a short text (the pair model's "short" part)
+    min_short_terms: int = 3              # fewer content words than this: never a rewrite (pair model)
+    use_pair_model: bool = True           # the learned pair model decides rewrites (pipeline/stories/pairs.py)
     norm_floor_terms: float = 1.0         # pseudo-terms of top IDF in every norm: two shared terms are no story
     # cost bounds
     salient_terms: int = 30               # terms per document in the rewrite candidate index
