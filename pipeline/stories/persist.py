@@ -17,10 +17,13 @@ The store stays the truth: the file is a cache of what folding derived from it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,20 @@ def fingerprint(settings: Any) -> str:
     return hashlib.sha1(f"{FORMAT}|{MODEL_VERSION}|{settings!r}".encode()).hexdigest()[:16]
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic collector: unpickling an index makes millions of containers, and the
+    collections they trigger scan the growing heap again and again (4.5x the load time measured
+    on 500 articles). The objects made are reachable, so there is nothing for it to collect."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @dataclass(frozen=True)
 class Loaded:
     value: Any | None
@@ -43,7 +60,8 @@ class Loaded:
 
 def save_index(value: Any, path: Path, batch_id: str, settings: Any) -> int:
     """Write `value` to `path` atomically, tied to `batch_id`; returns the bytes written."""
-    payload = pickle.dumps(value, protocol=5)
+    with _no_cyclic_gc():
+        payload = pickle.dumps(value, protocol=5)
     header = {
         "format": FORMAT,
         "batch_id": batch_id,
@@ -97,6 +115,7 @@ def load_index(path: Path, batch_id: str | None, settings: Any) -> Loaded:
     if len(payload) != header.get("payload_bytes") or hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         return Loaded(None, f"torn: {len(payload)} of {header.get('payload_bytes')} bytes, or a wrong digest")
     try:
-        return Loaded(pickle.loads(payload), "ok")
+        with _no_cyclic_gc():
+            return Loaded(pickle.loads(payload), "ok")
     except Exception as e:  # noqa: BLE001 - any unpickling failure means: rebuild
         return Loaded(None, f"unpickling failed ({type(e).__name__}: {e})")
