@@ -8,9 +8,12 @@ distinct stories, with some reprints and rewrites; history is published at `--pe
 day, so a larger history spans more days (as a growing store does), and the probes come after it.
 
 Prints, per size: history load time, index memory per stored article (RSS growth while loading),
-per-article fold time of the probe batch, and how the probes were linked; then the ratio of the
+per-article fold time of the probe batch, and how the probes were linked; the start-up time from
+the index saved beside the store (pipeline/stories/persist.py: write, then read and verify the
+file; wall seconds) and the file size; then the ratio of the
 per-article time at the largest size to that at the smallest, and what a batch would cost per
-article if the index were rebuilt from history for it (the daemon keeps it instead).
+article if the index were rebuilt from history for it (the daemon keeps it instead), and the
+start-up time projected to 1M articles from a line through the measured sizes.
 
     .venv/bin/python bench/bench_dedup_scale.py --sizes 1000,100000
 """
@@ -22,6 +25,7 @@ import gc
 import os
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import replace
@@ -34,6 +38,7 @@ from wordfreq import top_n_list  # noqa: E402
 
 from pipeline.models import DedupDoc  # noqa: E402
 from pipeline.stages.dedup import DedupSettings, StoryIndex  # noqa: E402
+from pipeline.stories.persist import load_index, save_index  # noqa: E402
 
 _SYLLABLES = [
     "ka", "lo", "vin", "dra", "mor", "sel", "tu", "rez", "bal", "on", "ie", "gar", "ni", "ste", "quo",
@@ -194,6 +199,18 @@ def run_size(n: int, history: list[tuple[DedupDoc, str]], probes: list[tuple[Ded
     for (doc, kind) in probes:
         links[(kind, index.add(doc).link)] += 1
     fold = time.process_time() - t0
+    with tempfile.TemporaryDirectory(prefix="bench-story-index-") as tmp:
+        path = Path(tmp) / "story_index.pkl"
+        w0 = time.perf_counter()
+        size = save_index(index, path, "bench", settings)
+        save_wall = time.perf_counter() - w0
+        del index
+        gc.collect()
+        w0 = time.perf_counter()
+        loaded = load_index(path, "bench", settings)
+        start_wall = time.perf_counter() - w0
+        assert loaded.value is not None, loaded.reason
+        index = loaded.value
     result = {
         "n": n,
         "indexed": len(index),
@@ -202,6 +219,9 @@ def run_size(n: int, history: list[tuple[DedupDoc, str]], probes: list[tuple[Ded
         "mem_kb_per_doc": (rss1 - rss0) / n / 1024,
         "fold_ms_per_doc": 1000 * fold / len(probes),
         "links": links,
+        "save_s": save_wall,
+        "start_s": start_wall,
+        "file_kb_per_doc": size / n / 1024,
     }
     del index
     gc.collect()
@@ -230,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"N={n:>7}: load {r['load_s']:7.1f}s ({r['load_ms_per_doc']:.2f} ms/article), "
             f"index memory {r['mem_kb_per_doc']:6.1f} kB/article, "
-            f"fold {r['fold_ms_per_doc']:6.2f} ms/article  [{linked}]",
+            f"fold {r['fold_ms_per_doc']:6.2f} ms/article; saved {r['file_kb_per_doc']:.1f} kB/article in "
+            f"{r['save_s']:.1f}s, start-up from it {r['start_s']:.1f}s  [{linked}]",
             flush=True,
         )
     small, large = results[0], results[-1]
@@ -245,6 +266,14 @@ def main(argv: list[str] | None = None) -> int:
             f"a batch of {batch} at N={r['n']}: {r['fold_ms_per_doc']:.2f} ms/article with the index kept, "
             f"{rebuilt:.1f} ms/article if it were rebuilt from history for the batch"
         )
+    if len(results) >= 2:
+        # Start-up grows with the index; a line through the two largest sizes projects it.
+        a, b = results[-2], results[-1]
+        slope = (b["start_s"] - a["start_s"]) / (b["n"] - a["n"])
+        projected = b["start_s"] + slope * (1_000_000 - b["n"])
+        print(f"start-up from the saved index: {b['start_s']:.1f}s at N={b['n']} (measured), "
+              f"~{projected:.0f}s at N=1,000,000 (projected linearly; target <= 60s), "
+              f"needing ~{b['mem_kb_per_doc'] * 1_000_000 / 1024**2:.1f} GB of index memory (target ~2 GB)")
     return 0
 
 

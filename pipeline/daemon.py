@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from pipeline import __version__
@@ -48,8 +49,14 @@ from pipeline.stages.dedup import DedupSettings
 from pipeline.stages.stories import StoryHistory, WarmHistories
 from pipeline.stages.topics import load_topics
 from pipeline.store import BatchSummary, PollRecord, RetryPolicy, Store
+from pipeline.stories.persist import load_index, read_header, save_index
 
 log = logging.getLogger("newsmon.daemon")
+# The saved story index is a whole-file snapshot: writing it costs in proportion to the index
+# (tens of seconds at 10,000 articles on a busy machine). Up to this size it is saved after every
+# committed batch; beyond it only at a graceful stop, so a batch never waits minutes for it (a
+# crash then costs a rebuild from the store, as before).
+SAVE_INDEX_EVERY_BATCH_UP_TO = 5_000
 lifecycle = logging.getLogger("newsmon.lifecycle")  # start/stop: shown without -v (cli._setup_logging)
 
 T = TypeVar("T")
@@ -230,6 +237,10 @@ class Daemon:
                 log.info("abandoned_batch_removed batch_id=%s", d.name)
 
     def close(self) -> None:
+        # A large index is saved once, here, rather than after every batch (see
+        # SAVE_INDEX_EVERY_BATCH_UP_TO); a graceful stop then restarts from it.
+        if self._stories is not None and len(self._stories) > SAVE_INDEX_EVERY_BATCH_UP_TO:
+            self._save_stories(self._store_mark())
         self._drop_stories()
         self.feed_client.close()
         self.store.close()
@@ -368,7 +379,9 @@ class Daemon:
         try:
             results = run_batch(items, history, opts, out_dir)
         except Exception as e:
-            self._drop_stories()  # it may hold articles of this batch, which are not stored
+            # It may hold articles of this batch, which are not stored: the next batch loads the
+            # index saved after the last committed batch instead (no rebuild from the store).
+            self._drop_stories()
             shutil.rmtree(out_dir, ignore_errors=True)
             given_up = self._batch_crashed(batch_id, items, e, started)
             if given_up is not None:
@@ -393,6 +406,8 @@ class Daemon:
             raise
         shutil.rmtree(out_dir, ignore_errors=True)  # loaded: the shards are no longer needed
         self._import_labels()
+        if self._stories is not None and len(self._stories) <= SAVE_INDEX_EVERY_BATCH_UP_TO:
+            self._save_stories(self._store_mark(batch_id))
         for disposition, n in summary.dispositions.items():
             self.metrics.items.labels(disposition).inc(n)
         self.metrics.alerts.inc(summary.alerts_new)
@@ -428,10 +443,61 @@ class Daemon:
 
         return PipelineOptions(list(p.beam_args)).view_as(DirectOptions).direct_running_mode == "in_memory"
 
+    def _story_index_path(self) -> Path:
+        return self.config.data_dir / "story_index.pkl"
+
+    def _store_mark(self, batch_id: str | None = None) -> str | None:
+        """What ties a saved index to the store: a committed batch's id and how many batches the
+        store holds. A later commit changes the count, so a file saved before it is stale (batch
+        times alone cannot order batches: a clock may give two the same second)."""
+        n = self.store.scalar("SELECT count(*) FROM batches") or 0
+        if batch_id is None:
+            batch_id = self.store.scalar("SELECT max(batch_id) FROM batches")
+        elif not self.store.scalar("SELECT count(*) FROM batches WHERE batch_id = ?", [batch_id]):
+            return None
+        return None if batch_id is None else f"{batch_id}#{n}"
+
+    def _save_stories(self, batch_id: str | None) -> None:
+        """Persist the kept index, tied to the batch just committed (a restart then loads it)."""
+        if self._stories is None or batch_id is None:
+            return
+        t0 = time.monotonic()
+        try:
+            size = save_index(self._stories, self._story_index_path(), batch_id, self._stories.settings)
+        except OSError as e:  # a full disk costs the next start a rebuild, never the batch
+            log.warning("story_index_save_failed batch_id=%s error=%s", batch_id, e)
+            return
+        log.info("story_index_saved batch_id=%s articles=%d bytes=%d seconds=%.2f",
+                 batch_id, len(self._stories), size, time.monotonic() - t0)
+
+    def _load_saved_stories(self, settings: DedupSettings) -> StoryHistory | None:
+        """The index saved after the store's last committed batch, if whole and current."""
+        t0 = time.monotonic()
+        path = self._story_index_path()
+        header = read_header(path)
+        saved = str(header.get("batch_id") or "") if isinstance(header, dict) else ""
+        got = load_index(path, self._store_mark(saved.split("#")[0]) if saved else None, settings)
+        if got.value is None or not isinstance(got.value, StoryHistory):
+            if got.reason != "no saved index":
+                log.warning("story_index_not_loaded reason=%s; rebuilding from the store", got.reason)
+            return None
+        stories: StoryHistory = got.value
+        stories.index.refresh_model()
+        seconds = time.monotonic() - t0
+        self.metrics.story_index_load_seconds.set(seconds)
+        log.info("story_index_loaded_saved articles=%d seconds=%.1f", len(stories), seconds)
+        return stories
+
     def _story_history(self, settings: DedupSettings, since: datetime) -> str:
-        """The name of the kept story index, loading it from the store first when there is none."""
+        """The name of the kept story index: the one held, else the saved one, else rebuilt from the store."""
         if self._stories is None or self._stories.settings != settings:
             self._drop_stories()
+            saved = self._load_saved_stories(settings)
+            if saved is not None:
+                self._stories = saved
+                WarmHistories.put(self._stories_name, saved)
+                saved.forget_before(since)
+                return self._stories_name
             t0 = time.monotonic()
             log.info("story_index_loading since=%s", since.isoformat())
             stories = StoryHistory(settings)
@@ -442,6 +508,7 @@ class Daemon:
             seconds = time.monotonic() - t0
             self.metrics.story_index_load_seconds.set(seconds)
             log.info("story_index_loaded articles=%d seconds=%.1f", len(stories), seconds)
+            self._save_stories(self._store_mark())  # what the store holds now: a restart reuses it
         else:
             self._stories.forget_before(since)  # as a history read from the store now would
         return self._stories_name
@@ -460,7 +527,7 @@ class Daemon:
 
     def _drop_stories(self) -> None:
         if self._stories is not None:
-            log.info("story_index_dropped articles=%d; the next batch reloads it from the store", len(self._stories))
+            log.info("story_index_dropped articles=%d; the next batch loads the saved one (or rebuilds from the store)", len(self._stories))
         self._stories = None
         WarmHistories.discard(self._stories_name)
         self.metrics.story_index_articles.set(0)

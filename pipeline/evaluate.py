@@ -2,7 +2,10 @@
 
 Four entry points, each a plain function over paths and dicts:
 
-* `evaluate_dedup(corpora, fast=...)` -- story folding (pipeline/stages/dedup.py). The fast part
+* `evaluate_dedup(corpora, fast=...)` -- story folding (pipeline/stories/). The headline figures are
+  out of fold (``dedup.ecb_oof``, ``dedup.headlines_oof``: the pair model fitted and its
+  thresholds chosen without the ECB+ topic / the day being scored, see pipeline/stories/train.py);
+  the in-sample figures of the shipped model stand beside them. The fast part
   needs only the repository: the five seeds (is the partition exact?) and reprints made here from
   them. The full part adds the ECB+ dev set from the corpora folder (pairwise P/R/F1, the
   false-merge rate on same-topic-different-story pairs, B-cubed), the same documents streamed into
@@ -253,6 +256,27 @@ def dedup_ecb_mixed(settings: DedupSettings, corpora: Path) -> dict[str, Any]:
     }
 
 
+def dedup_headlines(settings: DedupSettings, corpora: Path) -> dict[str, Any]:
+    """The 2025 feed entries (titles, several outlets per event), each day folded on its own:
+    pairwise P/R/F1 over the pairs of entries of one day, with the shipped model (in sample)."""
+    from pipeline.stories.train import fold_days, headline_dataset, headline_scores
+
+    ds = headline_dataset(corpora)
+    predicted = fold_days(ds, StoryIndex(settings).pair_model, settings, set(ds.group.values()))  # type: ignore[arg-type]
+    return {"entries": len(ds.docs), **headline_scores(predicted, ds)}
+
+
+def dedup_out_of_fold(settings: DedupSettings, corpora: Path) -> dict[str, Any]:
+    """The training procedure cross-validated: leave one ECB+ topic out, leave one 2025 day out."""
+    from pipeline.stories.train import cross_validate
+
+    cv = cross_validate(corpora, settings, log=lambda _: None, final=False)
+    oof = cv["out_of_fold"]
+    return {"ecb_oof": {**oof["ecb"], "thresholds": oof["thresholds"]["long_by_topic"]},
+            "headlines_oof": {**oof["headlines"], "thresholds": oof["thresholds"]["short_by_day"]},
+            "cv_seconds": cv["seconds"]}
+
+
 def dedup_reprints(settings: DedupSettings, docs: list[DedupDoc]) -> dict[str, Any]:
     """Fold articles of MIN_PARAGRAPHS+ paragraphs with their reprints.
 
@@ -297,6 +321,9 @@ def evaluate_dedup(corpora: Path | None, *, fast: bool) -> dict:
     }
     if not fast and corpora is not None:
         started = time.perf_counter()
+        if (corpora / "topics-dev" / "headlines-2025.jsonl").is_file():
+            out.update(dedup_out_of_fold(settings, corpora))
+            out["headlines"] = dedup_headlines(settings, corpora)
         out["ecb"] = dedup_ecb(settings, corpora)
         out["ecb_streamed"] = dedup_ecb_streamed(settings, corpora)
         if (corpora / "extraction" / "scrapinghub" / "expected").is_dir():
@@ -552,6 +579,22 @@ def _dedup_lines(d: dict[str, Any]) -> list[str]:
              f"{d['seeds']['stories']} stories"]
     for doc_id, a in d["seeds"]["docs"].items():
         lines.append(f"    {doc_id}  {a['story_id']}  {a['link']:<10} {a['score']:.3f}  {a['matched']}")
+    if "ecb_oof" in d:
+        o, h = d["ecb_oof"], d["headlines_oof"]
+        lines += [
+            "  OUT OF FOLD (the headline; pair model + thresholds chosen without the scored fold, "
+            f"{d['cv_seconds']:.0f}s):",
+            f"    ECB+ dev, leave one topic out: B-cubed F1 {_fmt(o['bcubed_f1'])}, pairwise F1 "
+            f"{_fmt(o['pairwise_f1'])}, same-topic false merges {o['false_merge_rate']:.2%}, "
+            f"{o['predicted_stories']} stories for {o['stories']}",
+            f"    2025 entries, leave one day out: pairwise P {_fmt(h['pairwise_precision'])} "
+            f"R {_fmt(h['pairwise_recall'])} F1 {_fmt(h['pairwise_f1'])} ({h['same_story_pairs']} same-story pairs)",
+            "  IN SAMPLE (the shipped model on the data it was fitted on):",
+        ]
+    if "headlines" in d:
+        h = d["headlines"]
+        lines.append(f"    2025 entries ({h['entries']}): pairwise P {_fmt(h['pairwise_precision'])} "
+                     f"R {_fmt(h['pairwise_recall'])} F1 {_fmt(h['pairwise_f1'])}")
     if "ecb" in d:
         e = d["ecb"]
         p, b = e["pairwise"], e["bcubed"]

@@ -32,7 +32,7 @@ def results() -> dict:
 @pytest.mark.corpus
 def test_quality_floors(results: dict) -> None:
     # The full run holds every part the floors name: none may be skipped silently.
-    for part in ("ecb", "ecb_streamed", "ecb_mixed", "reprints_ecb"):
+    for part in ("ecb_oof", "headlines_oof", "headlines", "ecb", "ecb_streamed", "ecb_mixed", "reprints_ecb"):
         assert part in results["dedup"], part
     assert "labelled" in results["topics"]
     assert "dev" in results["topics"], "topics-dev missing from the corpora: the out-of-fold topic floors need it"

@@ -7,6 +7,7 @@ must meet the first half in the kept index, not in a history read again from the
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import pytest
 from pipeline import config
 from pipeline.daemon import Daemon
 from pipeline.demo import DemoServer
+from pipeline.stages.dedup import DedupSettings
 from pipeline.stages.stories import WarmHistories
+from pipeline.stories.persist import read_header
 
 pytestmark = pytest.mark.slow
 
@@ -99,32 +102,89 @@ def test_history_is_indexed_once_and_later_batches_fold_against_the_kept_index(t
     )
 
 
-def test_a_batch_that_fails_after_folding_drops_the_index_and_loses_nothing(
+def _fail_third_load(d: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = d.store.load_batch
+    loads: list[int] = []
+
+    def failing_third(*args, **kwargs):  # type: ignore[no-untyped-def]
+        loads.append(1)
+        if len(loads) == 3:
+            raise OSError("disk full while committing")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(d.store, "load_batch", failing_third)
+
+
+def test_a_batch_that_fails_after_folding_reloads_the_saved_index_and_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with DemoServer() as server:
         d = _daemon(tmp_path / "warm", server)
         try:
             reads = _count_history_reads(d)
-            real = d.store.load_batch
-            loads: list[int] = []
-
-            def failing_third(*args, **kwargs):  # type: ignore[no-untyped-def]
-                loads.append(1)
-                if len(loads) == 3:
-                    raise OSError("disk full while committing")
-                return real(*args, **kwargs)
-
-            monkeypatch.setattr(d.store, "load_batch", failing_third)
+            _fail_third_load(d, monkeypatch)
             with pytest.raises(OSError):
                 d.run_once()
             assert d._stories is None  # it held the failed batch's articles: dropped
+            saved = read_header(d._story_index_path())
+            assert saved is not None and saved["batch_id"] == d._store_mark(saved["batch_id"].split("#")[0])
+            assert saved["batch_id"].endswith("#2")  # tied to the second batch, the last committed
             d.run_once()  # the failed batch's items are still pending: folded again, now for real
             warm = _outcome(d)
         finally:
             d.close()
         cold = _cold_outcome(tmp_path, server)
-    assert len(reads) == 2 and reads[0] == 0 and reads[1] > 0  # reloaded from the store after the failure
+    # Read from the store once (empty, at the start); after the failure the index saved with the
+    # last committed batch was loaded instead of a rebuild from the store.
+    assert reads == [0]
     # Without the drop, the failed batch's articles would be found in the index as already stored
     # ("duplicate_url") and never reach the store.
     assert warm == cold
+
+
+def test_a_restart_loads_the_saved_index_and_a_torn_or_stale_one_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with DemoServer() as server:
+        first = _daemon(tmp_path / "warm", server)
+        try:
+            _fail_third_load(first, monkeypatch)
+            with pytest.raises(OSError):
+                first.run_once()
+            path = first._story_index_path()
+            whole = path.read_bytes()
+        finally:
+            first.close()
+        # A torn file (a crash mid-write, without the rename) is detected and rebuilt from the store.
+        path.write_bytes(whole[:-100])
+        torn = _daemon(tmp_path / "warm", server)
+        try:
+            assert torn._load_saved_stories(_settings(torn)) is None
+        finally:
+            torn.close()
+        # A file saved after another batch than the store's last one is stale.
+        header = json.loads(whole.split(b"\n", 1)[0])
+        header["batch_id"] = "20250801T000000-00000000"
+        path.write_bytes(json.dumps(header).encode() + b"\n" + whole.split(b"\n", 1)[1])
+        stale = _daemon(tmp_path / "warm", server)
+        try:
+            assert stale._load_saved_stories(_settings(stale)) is None
+        finally:
+            stale.close()
+        # The whole file: a restart loads it and never reads the history from the store.
+        path.write_bytes(whole)
+        second = _daemon(tmp_path / "warm", server)
+        try:
+            reads = _count_history_reads(second)
+            second.run_once()
+            warm = _outcome(second)
+        finally:
+            second.close()
+        cold = _cold_outcome(tmp_path, server)
+    assert reads == []
+    assert warm == cold
+
+
+def _settings(d: Daemon) -> DedupSettings:
+    p = d.config.settings.pipeline
+    return DedupSettings(window_days=p.dedup_window_days, retention_days=p.dedup_history_days)

@@ -1,0 +1,48 @@
+"""The knobs of story folding (`DedupSettings`): one frozen dataclass the other modules read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """Knobs of story folding. Defaults fitted with bench/eval_dedup.py (seeds and ECB+)."""
+
+    window_days: float = 3.0              # rewrites only within +-window of publication (both dates known)
+    # near copies
+    near_copy_containment: float = 0.7    # shingle containment of a near copy; 0.7 lets an updated paragraph pass
+    near_copy_min_ratio: float = 0.25     # smaller/larger shingle count: a brief inside a roundup is no copy
+    min_shingles: int = 10                # fewer shingles than this: too short to call a near copy
+    lsh_threshold: float = 0.2            # Jaccard of the LSH: a 40% trim (J 0.4) is a candidate with p 0.99
+    shingle_size: int = 5
+    num_perm: int = 128
+    # rewrites: score = weighted mean of the four cosines (+ title_weight * title similarity)
+    rewrite_threshold: float = 0.065      # average score over a story's members that makes a rewrite
+    word_weight: float = 0.15             # content words (stemmed)
+    name_weight: float = 0.15             # capitalised words and numbers
+    phrase_weight: float = 0.7            # pairs of adjacent content words
+    lead_weight: float = 0.2              # words and names of the title and the first lines
+    lead_lines: int = 2
+    title_weight: float = 0.0             # rapidfuzz title similarity: topic-level on ECB+, so off
+    min_line_words: int = 5               # shorter lines are chrome or subheads and do not count
+    chrome_min_docs: int = 3              # a line in this many other documents is chrome, even in a partial copy
+    stop_zipf: float = 6.0                # words this frequent in English (the, said, would) are no content
+    prior_docs: float = 3.0               # weight of the wordfreq background, in pseudo-documents
+    prior_doc_length: float = 300.0       # words per document, to turn a word frequency into a df
+    min_rewrite_terms: int = 8            # fewer content words: a short text (the pair model's "short" part)
+    min_short_terms: int = 3              # fewer content words than this: never a rewrite (pair model)
+    use_pair_model: bool = True           # the learned pair model decides rewrites (pipeline/stories/pairs.py)
+    norm_floor_terms: float = 1.0         # pseudo-terms of top IDF in every norm: two shared terms are no story
+    # cost bounds
+    salient_terms: int = 30               # terms per document in the rewrite candidate index
+    min_shared_salient: int = 2           # salient terms a candidate document must share
+    max_term_docs: int = 300              # a term in more documents of the window is no candidate evidence
+    max_candidates: int = 100             # candidate documents kept per add (most evidence shared)
+    max_candidate_stories: int = 6        # stories scored per add (the most evidence first)
+    max_story_sample: int = 20            # newest distinct members a document is averaged against
+    vector_cache_size: int = 5_000        # weighted vectors kept between adds
+    max_copy_candidates: int = 50         # LSH candidates (newest first) whose containment is computed
+    # retention: what the index keeps, and so its memory (~50-75 kB per stored article of ~500 words)
+    max_history: int = 100_000            # documents kept in the index (the first added evicted first)
+    retention_days: float | None = None   # documents published this long before the newest one go
