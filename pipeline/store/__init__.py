@@ -35,6 +35,7 @@ from pipeline.models import (
     ItemResult,
     to_json,
 )
+from pipeline.store import rollups
 from pipeline.store.connection import connect
 from pipeline.store.migrate import migrate
 
@@ -139,8 +140,17 @@ class Store:
         con = connect(data_dir, read_only=read_only)
         store = cls(con, data_dir, read_only)
         if not read_only:
-            migrate(con, LAKE)
+            applied = migrate(con, LAKE)
+            if 5 in applied:  # rollups (005) on a store that already holds data: backfill them
+                store._backfill_rollups()
         return store
+
+    def _backfill_rollups(self) -> None:
+        from datetime import UTC
+
+        if self.scalar(f"SELECT count(*) FROM {LAKE}.items WHERE disposition <> 'pending'"):
+            with self.transaction() as con:
+                rollups.rebuild(con, datetime.now(UTC))
 
     def close(self) -> None:
         with self._lock:
@@ -426,6 +436,7 @@ class Store:
                             "matched_article_id": asg.matched_doc_id,
                             "link_score": asg.score,
                             "batch_id": batch_id,
+                            "wire_agency": r.wire_agency,
                         }
                     )
                     if asg.story_id not in known_stories:
@@ -514,6 +525,10 @@ class Store:
             known_dead = _existing(con, "dead_letters", "key", [d["key"] for d in dead])
             dead = [d for d in dead if d["key"] not in known_dead]
             _insert(con, "dead_letters", dead)
+            rollups.write_batch(
+                con, now, articles=articles, members=members, matches=matches, stories=stories, outbox=outbox,
+                dispositions=dispositions, feed_of={r.item.item_id: r.item.feed_id for r in results},
+            )
             _insert(
                 con,
                 "batches",
