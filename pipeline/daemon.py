@@ -44,6 +44,7 @@ from pipeline.stages.dedup import DedupSettings
 from pipeline.stages.stories import StoryHistory, WarmHistories
 from pipeline.stages.topics import load_topics
 from pipeline.store import BatchSummary, PollRecord, RetryPolicy, Store
+from pipeline.store.maintenance import MaintenanceReport, MaintenanceSettings, maintain, store_health
 
 log = logging.getLogger("newsmon.daemon")
 
@@ -431,6 +432,16 @@ class Daemon:
         WarmHistories.discard(self._stories_name)
         self.metrics.story_index_articles.set(0)
 
+    def maintain(self) -> MaintenanceReport:
+        """Store upkeep (pipeline/store/maintenance.py): short steps between polls and batches."""
+        report = maintain(self.store, MaintenanceSettings.from_config(self.config.settings.maintenance), self.clock())
+        failed = [s for s in report.steps if s[3].startswith("failed")]
+        self.metrics.maintenance_runs.labels("step_failed" if failed else "ok").inc()
+        self.metrics.maintenance_seconds.set(report.seconds)
+        if report.after is not None:
+            self.metrics.observe_store(report.after)
+        return report
+
     def alert(self) -> DispatchSummary:
         a = self.config.settings.alerts
         policies = {"slack": a.slack.on_in_doubt if a.slack else "resend", "email": a.email.on_in_doubt if a.email else "resend"}
@@ -518,7 +529,7 @@ class Daemon:
         s = self.config.settings
         scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": JobExecutor(3)},
+            executors={"default": JobExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
         now = self.clock()
@@ -527,6 +538,10 @@ class Daemon:
                           next_run_time=now + timedelta(seconds=5))
         scheduler.add_job(self._guard(self.alert), "interval", seconds=s.alerts.interval_seconds, id="alert",
                           next_run_time=now + timedelta(seconds=10))
+        if s.maintenance.enabled:
+            scheduler.add_job(self._guard(self.maintain), "interval", minutes=s.maintenance.interval_minutes,
+                              id="maintain", next_run_time=now + timedelta(minutes=min(5.0, s.maintenance.interval_minutes)))
+        self.metrics.observe_store(store_health(self.store))
 
         def on_signal(signum: int, _frame: object) -> None:
             log.info("stop_requested signal=%s", signal.Signals(signum).name)

@@ -179,11 +179,24 @@ class Store:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run analyst SQL against the lake (tables are reachable unqualified)."""
         with self._lock:
-            cur = self._con.execute(sql, params or [])
-            if cur.description is None:
-                return [], []
-            cols = [d[0] for d in cur.description]
-            return cols, cur.fetchall()
+            try:
+                return self._run(sql, params)
+            except duckdb.Error as e:
+                # A reader attached before a schema change can keep a stale catalog: once
+                # maintenance drops an inlined-data table of the older schema version, every
+                # query of that reader fails. Attaching again reads the catalog afresh.
+                if not (self.read_only and "ducklake_inlined_data" in str(e)):
+                    raise
+                self._con.close()
+                self._con = connect(self.data_dir, read_only=True)
+                return self._run(sql, params)
+
+    def _run(self, sql: str, params: Sequence[Any] | None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cur = self._con.execute(sql, params or [])
+        if cur.description is None:
+            return [], []
+        cols = [d[0] for d in cur.description]
+        return cols, cur.fetchall()
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         _, rows = self.query(sql, params)
