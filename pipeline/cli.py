@@ -156,8 +156,13 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     from pipeline.store import Store
 
-    cfg = _load_config(args)
-    with Store.open(cfg.data_dir, read_only=True) as store:
+    # With --data-dir alone, the store is all a query needs: skip reading settings and sources
+    # (a third of the start-up of a one-line query).
+    if args.data_dir and not args.config and not args.sources:
+        data_dir = Path(args.data_dir)
+    else:
+        data_dir = _load_config(args).data_dir
+    with Store.open(data_dir, read_only=True) as store:
         try:
             cols, rows = store.query(args.sql)
         except duckdb.Error as e:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from pipeline.errors import StoreError
 from pipeline.models import (
@@ -732,6 +731,8 @@ def _recover_catalog(catalog: Path) -> None:
 def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
+    import pyarrow as pa  # here, not at import: readers (`newsmon query`) start faster without it
+
     data = pa.Table.from_pylist(rows)
     cols = ", ".join(data.column_names)
     con.register("_rows", data)
@@ -748,6 +749,8 @@ def _keys(con: duckdb.DuckDBPyConnection, values: Iterable[str]) -> Iterator[str
     Not `IN (SELECT unnest(?::VARCHAR[]))`: binding a list parameter of 2,000 ids made that probe
     15x slower than this (0.25 s against 0.018 s on 2,000 feed states), and it ran several times
     per commit."""
+    import pyarrow as pa
+
     name = f"_keys_{next(_KEY_TABLES)}"
     con.register(name, pa.table({"k": pa.array(list(values), pa.string())}))
     try:
@@ -837,6 +840,8 @@ def _update_items(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], co
     """Set `columns` of the items named by each row's item_id to the row's values."""
     if not rows:
         return
+    import pyarrow as pa  # here, not at import: readers (`newsmon query`) start faster without it
+
     data = pa.Table.from_pylist(rows)
     con.register("_upd", data)
     try:
