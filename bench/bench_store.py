@@ -151,7 +151,7 @@ def build(data: Path, n: int, end: datetime, text_words: int, log: Callable[[str
                    '{}' AS payload, matched_at AS created_at
             FROM lake.topic_matches WHERE level = 'alert'
             QUALIFY row_number() OVER (PARTITION BY topic, story_id ORDER BY matched_at, article_id) = 1
-            ORDER BY created_at""")  -- in time order, as a daemon appends them
+            ORDER BY created_at""")  # in time order, as a daemon appends them
         c.execute(f"""
             INSERT INTO lake.feed_state BY NAME
             SELECT 'f' || range AS feed_id, 'W/"e' || range || '"' AS etag, TIMESTAMPTZ '{end.isoformat()}' AS last_attempt_at,
