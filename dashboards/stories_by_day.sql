@@ -1,10 +1,11 @@
--- Stories first seen per day, with how many copies and distinct outlets each drew.
-SELECT CAST(date_trunc('day', s.first_seen_at) AS DATE) AS day,
-       s.story_id,
-       any_value(s.title) AS title,
-       count(m.item_id) AS copies,
-       count(DISTINCT coalesce(m.sitename, m.feed_id)) AS outlets
-FROM stories s
-JOIN story_members m USING (story_id)
+-- Per day over the last 30 days: stories started, stories carried (distinct), articles stored,
+-- appearances (articles plus exact copies), distinct outlets, and the wire share. From the rollups.
+-- For the stories themselves, see story_spread.sql.
+SELECT CAST(bucket AS DATE) AS day,
+       sum(stories_new) AS stories_new, sum(stories) AS stories, sum(articles) AS articles,
+       sum(copies) AS copies, sum(outlets) AS outlets,
+       round(sum(wire_articles) / nullif(sum(articles), 0), 3) AS wire_share
+FROM rollup_counts
+WHERE grain = 'day' AND dim = 'all' AND bucket >= now() - INTERVAL 30 DAY
 GROUP BY ALL
-ORDER BY day DESC, copies DESC;
+ORDER BY day DESC;

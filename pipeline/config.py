@@ -180,6 +180,26 @@ class AlertsConfig(_Strict):
     max_attempts: int = Field(default=8, ge=1)
 
 
+class MaintenanceConfig(_Strict):
+    """Store upkeep the daemon runs by itself (pipeline/store/maintenance.py); `newsmon maintain`
+    runs the same steps by hand. Each step is a short transaction of its own, so polls and batches
+    run between them, and readers never wait: they keep reading the snapshot they started on."""
+
+    enabled: bool = True
+    interval_minutes: float = Field(default=60, gt=0)
+    snapshot_retention_days: float = Field(default=2, ge=0)  # time travel this far back
+    # A file no live snapshot needs is deleted only once it has been unneeded this long, so a
+    # query that started on an older snapshot a moment ago still finds its files.
+    file_grace_minutes: float = Field(default=60, ge=0)
+    flush_inlined_data: bool = True  # small inserts kept in the catalog -> Parquet files
+    merge_files: bool = True  # merge small adjacent files into larger ones
+    merge_max_file_mb: float = Field(default=128, gt=0)  # files larger than this are not merged again
+    rewrite_delete_threshold: float = Field(default=0.25, gt=0, le=1)  # rewrite files this much deleted
+    compact_rollups: bool = True  # fold the per-batch rollup rows of a bucket into one row
+    vacuum_catalog: bool = True  # give the catalog's free pages back to the file system
+    vacuum_min_free_fraction: float = Field(default=0.2, ge=0, le=1)  # ... when this share is free
+
+
 class Settings(_Strict):
     data_dir: str = "newsmon-data"
     sources: str = "sources.yaml"
@@ -191,6 +211,7 @@ class Settings(_Strict):
     # The address the metrics server binds to: loopback by default; 0.0.0.0 in a container, where
     # the port is published to the host (compose.yaml) and loopback is unreachable from outside.
     metrics_host: str = "127.0.0.1"
+    maintenance: MaintenanceConfig = MaintenanceConfig()
 
 
 class Secrets(BaseModel):

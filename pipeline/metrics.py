@@ -61,10 +61,35 @@ class Metrics:
         self.batch_failures_in_row = Gauge(
             "newsmon_batch_failures_in_row", "Batch jobs that raised since the last one that completed", registry=r
         )
+        # The store's fragmentation (pipeline/store/maintenance.py), refreshed after each
+        # maintenance run and at start: what grows between runs and what a run brings back down.
+        self.store_files = Gauge("newsmon_store_files", "Live Parquet data files in the lake", registry=r)
+        self.store_files_on_disk = Gauge(
+            "newsmon_store_files_on_disk", "Data and delete files the catalog tracks, live or awaiting cleanup", registry=r
+        )
+        self.store_snapshots = Gauge("newsmon_store_snapshots", "DuckLake snapshots kept (time travel)", registry=r)
+        self.store_inlined_rows = Gauge(
+            "newsmon_store_inlined_rows", "Rows held in the catalog instead of Parquet (small inserts)", registry=r
+        )
+        self.store_catalog_bytes = Gauge("newsmon_store_catalog_bytes", "Size of catalog.sqlite", registry=r)
+        self.maintenance_seconds = Gauge(
+            "newsmon_maintenance_duration_seconds", "How long the last store maintenance run took", registry=r
+        )
+        self.maintenance_runs = Counter(
+            "newsmon_maintenance_runs_total", "Store maintenance runs by result (ok, step_failed)", ["result"], registry=r
+        )
         self._last_ok: dict[str, float] = {}
         self._batch_streak = 0
         self._batch_error: str | None = None
         self._lock = threading.Lock()
+
+    def observe_store(self, health: Any) -> None:
+        """Set the store gauges from a `pipeline.store.maintenance.StoreHealth`."""
+        self.store_files.set(health.files)
+        self.store_files_on_disk.set(health.files_on_disk)
+        self.store_snapshots.set(health.snapshots)
+        self.store_inlined_rows.set(health.inlined_rows)
+        self.store_catalog_bytes.set(health.catalog_bytes)
 
     def job_done(self, job: str, when: float | None = None) -> None:
         when = time.time() if when is None else when
