@@ -171,6 +171,11 @@ class KillHarness:
 
     def episode(self, index: int, delays: list[float], expected_items: set[str]) -> Episode:
         data = self.workdir / f"episode-{index:03d}"
+        # Each episode is a new store posting the same stories, so the same alert ids. Left in the
+        # channel, the clean run's or an earlier episode's post would answer this episode's
+        # after-a-kill lookup ("it had arrived"), and an alert this store never posted would be
+        # recorded as sent: the "alerts lost 1" seen once in CI. A fresh store gets a fresh channel.
+        self.slack.clear_channel()
         posts0, mails0 = len(self.slack.messages), len(self.smtp.messages)
         ep = Episode(index)
         prev_gaps: dict[str, int] = {}

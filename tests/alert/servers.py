@@ -422,6 +422,11 @@ class SlackApiServer(_HttpStandIn):
             return self._json({"ok": False, "error": "invalid_auth"})
         return None
 
+    def clear_channel(self) -> None:
+        """Empty the channel, as for a newsdesk whose channel this store has never posted to."""
+        with self._lock:
+            self.messages.clear()
+
     def _post(self, request: Request) -> Response:
         with self._lock:
             self.calls["chat.postMessage"] = self.calls.get("chat.postMessage", 0) + 1
