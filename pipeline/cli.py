@@ -706,6 +706,7 @@ def cmd_topics_label(args: argparse.Namespace) -> int:
 
 def cmd_topics_train(args: argparse.Namespace) -> int:
     """Fit each topic's relevance model and save it beside the topic file (<id>.model.json)."""
+    from pipeline.fileio import write_atomic
     from pipeline.stages.topics import load_topics
     from pipeline.topics.labelled import examples_of, for_topic, load_labelled
     from pipeline.topics.train import train
@@ -722,7 +723,7 @@ def cmd_topics_train(args: argparse.Namespace) -> int:
         items = examples_of(topic) + for_topic(corpora, topic.id) + [it for tid, it in stored if tid == topic.id]
         model = train(topic, items)
         out = Path(topic.source).with_name(f"{topic.id}.model.json")
-        _write_atomic(out, json.dumps(model.to_json(), indent=1, sort_keys=False) + "\n")
+        write_atomic(out, json.dumps(model.to_json(), indent=1, sort_keys=False) + "\n")
         counts = model.trained["texts"]
         top = sorted(zip(model.features, model.weights, strict=True), key=lambda fw: -abs(fw[1]))[:5]
         print(f"{topic.id}: trained on {len(items)} texts ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
@@ -763,12 +764,6 @@ def _stored_labels(cfg):
             rows = [(t, aid, *known[aid][:2], label, *known[aid][2:]) for (t, aid), label in latest.items()]
     return [(t, Labelled(aid, title or "", text or "", label, "article", src, (when or "")[:10]))
             for t, aid, title, text, label, src, when in rows]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --- eval --------------------------------------------------------------------------------------------
