@@ -911,7 +911,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--apply", action="store_true", help="record the matches found as backfill (never alerted)")
     p.add_argument("--show", type=int, default=10, metavar="N", help="list at most N stories that appear or disappear")
     p.set_defaults(func=cmd_topics_backtest)
+
+    # Commands that live in their own modules: each has register(sub, common), where common(p)
+    # adds the shared --config/--sources/--data-dir/--verbose options.
+    import importlib
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub, _common)
     return parser
+
+
+# One line per command module (keep them sorted); a module's import cost is paid by every command.
+COMMAND_MODULES: tuple[str, ...] = (
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
