@@ -4,8 +4,8 @@ Flask because the pages are server-rendered HTML over synchronous DuckDB reads: 
 with Jinja templates is the whole need, and Flask is the most used, best kept one (Pallets).
 An async framework would only wrap the same blocking queries in threads.
 
-Each serving thread keeps its own read-only store handle (opening one costs a DuckLake attach),
-so requests run side by side, beside the daemon, and see every batch it has committed.
+Requests borrow read-only store handles from a pool (opening one costs a DuckLake attach), so
+they run side by side, beside the daemon, and see every batch it has committed.
 """
 
 from __future__ import annotations
@@ -48,30 +48,37 @@ def asset_path(name: str) -> Path | None:
 
 
 class Readers:
-    """One read-only Store per thread, opened on first use."""
+    """A pool of read-only Stores: a request borrows one (opening a new one only when all are
+    busy) and gives it back, so sequential requests reuse one handle and parallel ones get their
+    own."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._local = threading.local()
+        self._idle: list[Any] = []
         self._all: list[Any] = []
         self._lock = threading.Lock()
 
     def run(self, query: Query) -> tuple[list[str], list[tuple[Any, ...]]]:
-        store = getattr(self._local, "store", None)
+        with self._lock:
+            store = self._idle.pop() if self._idle else None
         if store is None:
             from pipeline.store import Store
 
             store = Store.open(self.data_dir, read_only=True)
-            self._local.store = store
             with self._lock:
                 self._all.append(store)
-        return store.query(query.sql, query.params)
+        try:
+            return store.query(query.sql, query.params)
+        finally:
+            with self._lock:
+                self._idle.append(store)
 
     def close(self) -> None:
         with self._lock:
             for s in self._all:
                 s.close()
             self._all.clear()
+            self._idle.clear()
 
 
 def create_app(data_dir: Path, *, token: str | None = None, basic: tuple[str, str] | None = None,

@@ -14,8 +14,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,7 +22,6 @@ from pipeline.dashboard import queries as q
 from pipeline.dashboard.queries import Filters, Query
 
 PAGES = (("overview", "Overview"), ("stories", "Stories"), ("topics", "Topics"), ("feeds", "Feeds and pipeline"))
-FEED_STATUS_SQL = Path(__file__).resolve().parent.parent / "store" / "feed_status.sql"
 
 Run = Callable[[Query], tuple[list[str], list[tuple[Any, ...]]]]
 
@@ -130,6 +128,12 @@ def _table(run: Run, query: Query, name: str | None = None) -> Table:
     return Table(name or query.name, query.title, query, cols, rows)
 
 
+def _day_axis(f: Filters) -> dict[str, Any]:
+    lo = datetime.combine(f.start, datetime.min.time()) - timedelta(hours=12)
+    hi = datetime.combine(f.end, datetime.min.time()) + timedelta(hours=12)
+    return {"type": "date", "range": [lo.isoformat(), hi.isoformat()]}
+
+
 def _layout(title: str = "", **extra: Any) -> dict[str, Any]:
     lay = {"margin": {"l": 50, "r": 20, "t": 30, "b": 40}, "height": 320, "legend": {"orientation": "h"},
            "hovermode": "x unified"}
@@ -151,11 +155,21 @@ def _series(t: Table, key: str, x: str, y: str) -> dict[str, tuple[list[Any], li
     return dict(out)
 
 
-def _lines(t: Table, key: str, x: str, ys: list[tuple[str, str, str]], *, bar: bool = False) -> list[dict[str, Any]]:
-    """Traces: per series of `key`, one per (column, label suffix, dash) in ys."""
+def _days(f: Filters) -> list[date]:
+    return [f.start + timedelta(days=i) for i in range((f.end - f.start).days + 1)]
+
+
+def _lines(t: Table, key: str, x: str, ys: list[tuple[str, str, str]], *, bar: bool = False,
+           days: list[date] | None = None, fill: Any = 0) -> list[dict[str, Any]]:
+    """Traces: per series of `key`, one per (column, label suffix, dash) in ys. With `days`, every
+    day of the range is a point: `fill` (0, or None for a ratio) where the store has no row, so
+    a line never bridges days without articles."""
     traces = []
     for y, suffix, dash in ys:
         for name, (xs, vals) in sorted(_series(t, key, x, y).items()):
+            if days is not None:
+                have = dict(zip(xs, vals, strict=True))
+                xs, vals = list(days), [have.get(d, fill) for d in days]
             label = " ".join(p for p in (name, suffix) if p)
             tr: dict[str, Any] = {"x": xs, "y": vals, "name": label, "meta": {"series": name, "column": y}}
             if bar:
@@ -172,23 +186,26 @@ def _lines(t: Table, key: str, x: str, ys: list[tuple[str, str, str]], *, bar: b
 def overview(run: Run, f: Filters) -> Page:
     page = Page("overview", "Overview", f, topics=_topics(run, f))
     per_topic = _table(run, q.overview_topics(f))
+    days, axis = _days(f), _day_axis(f)
     overall = _table(run, q.overview_all(f))
     page.blocks.append(Chart(
         "stories_vs_copies", "Unique stories against all copies per day, per topic", per_topic.query,
-        {"data": _lines(per_topic, "topic", "day", [("unique_stories", "stories", "solid"), ("copies", "copies", "dot")]),
-         "layout": _layout("per day")}, per_topic))
+        {"data": _lines(per_topic, "topic", "day", [("unique_stories", "stories", "solid"), ("copies", "copies", "dot")],
+                         days=days),
+         "layout": _layout("per day", xaxis=axis)}, per_topic))
     page.blocks.append(Chart(
         "all_stories", "All articles: unique stories against all copies per day", overall.query,
-        {"data": _lines(overall, "", "day", [("unique_stories", "unique stories", "solid"), ("copies", "all copies", "dot")]),
-         "layout": _layout("per day")}, overall))
+        {"data": _lines(overall, "", "day", [("unique_stories", "unique stories", "solid"), ("copies", "all copies", "dot")],
+                         days=days),
+         "layout": _layout("per day", xaxis=axis)}, overall))
     page.blocks.append(Chart(
         "wire_share", "Wire share per day (articles crediting a wire agency)", per_topic.query,
-        {"data": _lines(per_topic, "topic", "day", [("wire_share", "", "solid")]),
-         "layout": _layout("share", yaxis={"tickformat": ".0%", "rangemode": "tozero"})}, per_topic))
+        {"data": _lines(per_topic, "topic", "day", [("wire_share", "", "solid")], days=days, fill=None),
+         "layout": _layout("share", xaxis=axis, yaxis={"tickformat": ".0%", "rangemode": "tozero"})}, per_topic))
     page.blocks.append(Chart(
         "alerts", "Alerts per day (new topic x story pairs)", per_topic.query,
-        {"data": _lines(per_topic, "topic", "day", [("alerts", "", "solid")], bar=True),
-         "layout": _layout("alerts", barmode="stack")}, per_topic))
+        {"data": _lines(per_topic, "topic", "day", [("alerts", "", "solid")], bar=True, days=days),
+         "layout": _layout("alerts", barmode="stack", xaxis=axis)}, per_topic))
     page.blocks.append(_table(run, q.overview_totals(f)))
     return page
 
@@ -266,16 +283,17 @@ def topics(run: Run, f: Filters) -> Page:
         page.note = "No topic has matches in this range."
         return page
     trend = _table(run, q.topic_trend(f))
+    days, axis = _days(f), _day_axis(f)
     page.blocks.append(Chart(
         "trend", "Trend: matching articles and distinct stories per day", trend.query,
         {"data": _lines(trend, "", "day", [("articles", "articles", "dot"), ("stories", "stories", "solid"),
-                                           ("outlets", "outlets", "dash")]),
-         "layout": _layout("per day")}, trend))
+                                           ("outlets", "outlets", "dash")], days=days),
+         "layout": _layout("per day", xaxis=axis)}, trend))
     levels = _table(run, q.topic_levels(f))
     page.blocks.append(Chart(
         "matches_per_day", "Matches per day by level", levels.query,
-        {"data": _lines(levels, "level", "day", [("matches", "", "solid")], bar=True),
-         "layout": _layout("matches", barmode="stack")}, levels))
+        {"data": _lines(levels, "level", "day", [("matches", "", "solid")], bar=True, days=days),
+         "layout": _layout("matches", barmode="stack", xaxis=axis)}, levels))
     outlets = _table(run, q.topic_outlets(f))
     page.blocks.append(Chart(
         "outlets", "Top outlets", outlets.query,
@@ -287,18 +305,17 @@ def topics(run: Run, f: Filters) -> Page:
         "backtest", "Backtest: what the current definition would have alerted (backfill, never sent) against alerts sent",
         back.query,
         {"data": _lines(back, "", "day", [("alerts_sent", "alerts sent", "solid"), ("would_alert", "would alert", "solid")],
-                        bar=True),
-         "layout": _layout("stories", barmode="group")}, back))
+                        bar=True, days=days),
+         "layout": _layout("stories", barmode="group", xaxis=axis)}, back))
     if not back.rows or not any(r[2] or r[3] for r in back.rows):
         page.note = (f"No backfill recorded for {f.topic} in this range: after changing the topic, run "
                      f"`newsmon rematch --topic {f.topic} --since 30d` to fill the backtest view (nothing is sent).")
     return page
 
 
-def feeds(run: Run, f: Filters) -> Page:
+def feeds(run: Run, f: Filters, now: datetime | None = None) -> Page:
     page = Page("feeds", "Feeds and pipeline health", f)
-    status = _table(run, Query("feed_status", "Per feed: ok, failing, silent or disabled (as `newsmon status`)",
-                               FEED_STATUS_SQL.read_text(encoding="utf-8").strip().rstrip(";")))
+    status = _table(run, q.feed_health(now or datetime.now(UTC)))
     counts: dict[str, int] = defaultdict(int)
     for r in status.rows:
         counts[str(r[1])] += 1
@@ -307,8 +324,8 @@ def feeds(run: Run, f: Filters) -> Page:
     disp = _table(run, q.feed_dispositions(f))
     page.blocks.append(Chart(
         "dispositions", "Items by disposition per day", disp.query,
-        {"data": _lines(disp, "disposition", "day", [("items", "", "solid")], bar=True),
-         "layout": _layout("items", barmode="stack")}, disp))
+        {"data": _lines(disp, "disposition", "day", [("items", "", "solid")], bar=True, days=_days(f)),
+         "layout": _layout("items", barmode="stack", xaxis=_day_axis(f))}, disp))
     page.blocks.append(_table(run, q.dead_letters(f)))
     b = _table(run, q.batches(f))
     page.blocks.append(Chart(

@@ -79,6 +79,7 @@ class DashboardServer:
         self.host = host
         self.port = int(self.server.effective_port)  # type: ignore[union-attr]
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     @property
     def url(self) -> str:
@@ -93,7 +94,13 @@ class DashboardServer:
             self.close()
 
     def close(self) -> None:
-        self.server.close()
+        if self._closed:
+            return
+        self._closed = True
+        from waitress import wasyncore
+
+        self.server.task_dispatcher.shutdown()  # requests in flight finish first
+        wasyncore.close_all(self.server._map)  # type: ignore[union-attr]  # an empty map ends run()'s loop
         self.app.extensions["newsmon_readers"].close()
 
     def __enter__(self) -> DashboardServer:
