@@ -74,8 +74,9 @@ class Page:
 
     def block(self, name: str) -> Table:
         for b in self.blocks:
-            if b.name == name:
-                return b.table if isinstance(b, Chart) else b
+            t = b.table if isinstance(b, Chart) else b
+            if name in (b.name, t.name):
+                return t
         raise NotFound(f"no table {name!r} on this page")
 
 
