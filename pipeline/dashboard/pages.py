@@ -23,6 +23,9 @@ from pipeline.dashboard.queries import Filters, Query
 
 PAGES = (("overview", "Overview"), ("stories", "Stories"), ("topics", "Topics"), ("feeds", "Feeds and pipeline"))
 
+# plotly's default qualitative colours, so charts look as plotly users expect
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
 Run = Callable[[Query], tuple[list[str], list[tuple[Any, ...]]]]
 
 
@@ -136,7 +139,8 @@ def _day_axis(f: Filters) -> dict[str, Any]:
 
 
 def _layout(title: str = "", **extra: Any) -> dict[str, Any]:
-    lay = {"margin": {"l": 50, "r": 20, "t": 30, "b": 40}, "height": 320, "legend": {"orientation": "h"},
+    lay = {"margin": {"l": 50, "r": 20, "t": 30, "b": 60}, "height": 320,
+           "legend": {"orientation": "h", "y": -0.22},
            "hovermode": "x unified"}
     if title:
         lay["yaxis"] = {"title": {"text": title}}
@@ -166,17 +170,22 @@ def _lines(t: Table, key: str, x: str, ys: list[tuple[str, str, str]], *, bar: b
     day of the range is a point: `fill` (0, or None for a ratio) where the store has no row, so
     a line never bridges days without articles."""
     traces = []
-    for y, suffix, dash in ys:
+    names = sorted({str(r[t.cols.index(key)]) for r in t.rows}) if key else [""]
+    for j, (y, suffix, dash) in enumerate(ys):
         for name, (xs, vals) in sorted(_series(t, key, x, y).items()):
             if days is not None:
                 have = dict(zip(xs, vals, strict=True))
                 xs, vals = list(days), [have.get(d, fill) for d in days]
             label = " ".join(p for p in (name, suffix) if p)
             tr: dict[str, Any] = {"x": xs, "y": vals, "name": label, "meta": {"series": name, "column": y}}
+            # One colour per series (a topic's stories and copies alike, told apart by the dash);
+            # a single series takes one colour per column instead.
+            color = PALETTE[(names.index(name) if key else j) % len(PALETTE)]
             if bar:
-                tr["type"] = "bar"
+                tr.update(type="bar", marker={"color": color})
             else:
-                tr.update(type="scatter", mode="lines+markers", line={"dash": dash})
+                tr.update(type="scatter", mode="lines+markers", line={"dash": dash, "color": color},
+                          marker={"color": color, "size": 5})
             traces.append(tr)
     return traces
 
@@ -266,13 +275,21 @@ def story(run: Run, story_id: str, f: Filters | None = None) -> Page:
     rows = []
     for r in matches.rows:
         ev = json.loads(r[ei]) if r[ei] else []
-        text = "; ".join(f"{e.get('detail', '')} [{', '.join(e.get('spans') or [])}] in {e.get('zone', '?')}"
+        text = "; ".join(f"{_clause(e)} [{', '.join(e.get('spans') or [])}] in {e.get('zone', '?')}"
                          for e in ev if isinstance(e, dict))
         rows.append((*r[:ei], text))
     matches.rows = rows
     page.blocks.append(matches)
     page.blocks.append(_table(run, q.story_alerts(story_id, since)))
     return page
+
+
+def _clause(e: dict[str, Any]) -> str:
+    """A rule's name (its detail is "name: query"; the query is in the topic file and the CSV's
+    evidence JSON of `newsmon query`), or the exemplar's id."""
+    d = str(e.get("detail", ""))
+    name, sep, _ = d.partition(": ")
+    return f"{e.get('kind', 'rule')} {name if sep else d[:80]}"
 
 
 def topics(run: Run, f: Filters) -> Page:
