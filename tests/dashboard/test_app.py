@@ -135,3 +135,44 @@ def test_report_links_resolve_to_files(world_store, tmp_path):
                 continue
             assert (out / ref).exists(), f"{p.name}: {ref}"
         assert "<script src=\"http" not in text
+
+
+def test_demo_serve_ends_on_the_dashboard_of_the_demo_store(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ddir = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "demo", "--serve", "--port", "0", "--data-dir", str(ddir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        url = None
+        deadline = time.monotonic() + 600  # generous: the demo runs the whole pipeline first
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                break
+            lines.append(line)
+            m = re.search(r"newsmon dashboard on (http://127\.0\.0\.1:\d+/)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, "".join(lines)
+        with httpx.Client() as c:
+            r = c.get(url)
+            assert r.status_code == 200 and "Overview" in r.text
+            with Store.open(ddir, read_only=True) as s:
+                alerts = s.scalar("SELECT count(*) FROM alert_outbox")
+            totals = list(csv.DictReader(io.StringIO(c.get(url + "csv/overview/overview_totals.csv").text)))
+            assert sum(int(t["alerts"]) for t in totals) == alerts > 0  # the demo's data
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            raise
+    assert rc == 0
