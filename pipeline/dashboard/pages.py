@@ -138,6 +138,13 @@ def _day_axis(f: Filters) -> dict[str, Any]:
     return {"type": "date", "range": [lo.isoformat(), hi.isoformat()]}
 
 
+def _tables(run: Run, *queries: Query) -> list[Table]:
+    """Several independent queries: side by side when the runner can (app.Readers.many)."""
+    many = getattr(run, "many", None)
+    results = many(list(queries)) if many else [run(x) for x in queries]
+    return [Table(x.name, x.title, x, cols, rows) for x, (cols, rows) in zip(queries, results, strict=True)]
+
+
 def _layout(title: str = "", **extra: Any) -> dict[str, Any]:
     lay = {"margin": {"l": 50, "r": 20, "t": 30, "b": 60}, "height": 320,
            "legend": {"orientation": "h", "y": -0.22},
@@ -194,10 +201,10 @@ def _lines(t: Table, key: str, x: str, ys: list[tuple[str, str, str]], *, bar: b
 
 
 def overview(run: Run, f: Filters) -> Page:
-    page = Page("overview", "Overview", f, topics=_topics(run, f))
-    per_topic = _table(run, q.overview_topics(f))
+    ids, per_topic, overall, totals = _tables(run, q.topic_ids(f), q.overview_topics(f), q.overview_all(f),
+                                              q.overview_totals(f))
+    page = Page("overview", "Overview", f, topics=[r[0] for r in ids.rows])
     days, axis = _days(f), _day_axis(f)
-    overall = _table(run, q.overview_all(f))
     page.blocks.append(Chart(
         "stories_vs_copies", "Unique stories against all copies per day, per topic", per_topic.query,
         {"data": _lines(per_topic, "topic", "day", [("unique_stories", "stories", "solid"), ("copies", "copies", "dot")],
@@ -216,13 +223,13 @@ def overview(run: Run, f: Filters) -> Page:
         "alerts", "Alerts per day (new topic x story pairs)", per_topic.query,
         {"data": _lines(per_topic, "topic", "day", [("alerts", "", "solid")], bar=True, days=days),
          "layout": _layout("alerts", barmode="stack", xaxis=axis)}, per_topic))
-    page.blocks.append(_table(run, q.overview_totals(f)))
+    page.blocks.append(totals)
     return page
 
 
 def stories(run: Run, f: Filters) -> Page:
-    page = Page("stories", "Stories", f, topics=_topics(run, f))
-    top = _table(run, q.top_stories(f))
+    ids_t, top = _tables(run, q.topic_ids(f), q.top_stories(f))
+    page = Page("stories", "Stories", f, topics=[r[0] for r in ids_t.rows])
     ids = [r[0] for r in top.rows]
     members = _table(run, q.spread(ids, f.ts_from))
     titles = {r[0]: (r[1] or r[0])[:60] for r in top.rows}
@@ -256,7 +263,8 @@ def story(run: Run, story_id: str, f: Filters | None = None) -> Page:
     page = Page("stories", f"Story: {h['title'] or story_id}", None)
     page.facts = [("story", story_id), ("first outlet", h["first_outlet"]), ("first seen", h["first_seen_at"]),
                   ("wire agency", h["wire"] or "none credited")]
-    members = _table(run, q.story_members(story_id, since))
+    members, matches, alerts = _tables(run, q.story_members(story_id, since), q.story_matches(story_id, since),
+                                       q.story_alerts(story_id, since))
     page.facts.append(("appearances", len(members.rows)))
     page.facts.append(("outlets", len({r[1] for r in members.rows})))
     by_link: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"x": [], "y": []})
@@ -269,7 +277,6 @@ def story(run: Run, story_id: str, f: Filters | None = None) -> Page:
                   for k, v in sorted(by_link.items())],
          "layout": _layout(hovermode="closest", yaxis={"automargin": True})}, members))
     page.blocks.append(members)
-    matches = _table(run, q.story_matches(story_id, since))
     # The evidence JSON spelled out: clause (or exemplar), the words matched, the zone.
     ei = matches.cols.index("evidence")
     rows = []
@@ -280,7 +287,7 @@ def story(run: Run, story_id: str, f: Filters | None = None) -> Page:
         rows.append((*r[:ei], text))
     matches.rows = rows
     page.blocks.append(matches)
-    page.blocks.append(_table(run, q.story_alerts(story_id, since)))
+    page.blocks.append(alerts)
     return page
 
 
@@ -300,25 +307,23 @@ def topics(run: Run, f: Filters) -> Page:
     if not f.topic:
         page.note = "No topic has matches in this range."
         return page
-    trend = _table(run, q.topic_trend(f))
+    trend, levels, outlets, back = _tables(run, q.topic_trend(f), q.topic_levels(f), q.topic_outlets(f),
+                                           q.topic_backtest(f))
     days, axis = _days(f), _day_axis(f)
     page.blocks.append(Chart(
         "trend", "Trend: matching articles and distinct stories per day", trend.query,
         {"data": _lines(trend, "", "day", [("articles", "articles", "dot"), ("stories", "stories", "solid"),
                                            ("outlets", "outlets", "dash")], days=days),
          "layout": _layout("per day", xaxis=axis)}, trend))
-    levels = _table(run, q.topic_levels(f))
     page.blocks.append(Chart(
         "matches_per_day", "Matches per day by level", levels.query,
         {"data": _lines(levels, "level", "day", [("matches", "", "solid")], bar=True, days=days),
          "layout": _layout("matches", barmode="stack", xaxis=axis)}, levels))
-    outlets = _table(run, q.topic_outlets(f))
     page.blocks.append(Chart(
         "outlets", "Top outlets", outlets.query,
         {"data": [{"type": "bar", "orientation": "h", "name": "matches",
                    "x": [r[1] for r in outlets.rows][::-1], "y": [str(r[0]) for r in outlets.rows][::-1]}],
          "layout": _layout(hovermode="closest", yaxis={"automargin": True})}, outlets))
-    back = _table(run, q.topic_backtest(f))
     page.blocks.append(Chart(
         "backtest", "Backtest: what the current definition would have alerted (backfill, never sent) against alerts sent",
         back.query,
@@ -333,19 +338,18 @@ def topics(run: Run, f: Filters) -> Page:
 
 def feeds(run: Run, f: Filters, now: datetime | None = None) -> Page:
     page = Page("feeds", "Feeds and pipeline health", f)
-    status = _table(run, q.feed_health(now or datetime.now(UTC)))
+    status, disp, dead, b = _tables(run, q.feed_health(now or datetime.now(UTC)), q.feed_dispositions(f),
+                                    q.dead_letters(f), q.batches(f))
     counts: dict[str, int] = defaultdict(int)
     for r in status.rows:
         counts[str(r[1])] += 1
     page.facts = [(k, v) for k, v in sorted(counts.items())]
     page.blocks.append(status)
-    disp = _table(run, q.feed_dispositions(f))
     page.blocks.append(Chart(
         "dispositions", "Items by disposition per day", disp.query,
         {"data": _lines(disp, "disposition", "day", [("items", "", "solid")], bar=True, days=_days(f)),
          "layout": _layout("items", barmode="stack", xaxis=_day_axis(f))}, disp))
-    page.blocks.append(_table(run, q.dead_letters(f)))
-    b = _table(run, q.batches(f))
+    page.blocks.append(dead)
     page.blocks.append(Chart(
         "batch_durations", "Batch durations", b.query,
         {"data": [{"type": "scatter", "mode": "markers", "name": "seconds", "x": [r[0] for r in b.rows],

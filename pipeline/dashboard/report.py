@@ -51,16 +51,16 @@ def write_report(data_dir: Path, out: Path, f: Filters, *, progress: Any = None)
         shutil.copyfile(plotly_js(), tmp / "assets" / "plotly.min.js")
         for p in STATIC.iterdir():
             shutil.copyfile(p, tmp / "assets" / p.name)
-        emit(pages.overview(readers.run, f))
-        st = pages.stories(readers.run, f)
+        emit(pages.overview(readers, f))
+        st = pages.stories(readers, f)
         emit(st)
         for sid in [r[0] for r in st.blocks[0].rows]:  # type: ignore[union-attr]
-            emit(pages.story(readers.run, sid), sid)
-        tp = pages.topics(readers.run, Filters(f.start, f.end, "", f.limit))
+            emit(pages.story(readers, sid), sid)
+        tp = pages.topics(readers, Filters(f.start, f.end, "", f.limit))
         (tmp / "topics.html").write_text(render(tp, links, generated=now), encoding="utf-8")
         for t in tp.topics:
-            emit(pages.topics(readers.run, Filters(f.start, f.end, t, f.limit)))
-        emit(pages.feeds(readers.run, f))
+            emit(pages.topics(readers, Filters(f.start, f.end, t, f.limit)))
+        emit(pages.feeds(readers, f))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -74,6 +74,13 @@ class DashboardServer:
         from pipeline.dashboard.app import create_app
 
         self.app = create_app(data_dir, token=access.token, basic=access.basic)
+        # Open one reader now: a store that cannot be read fails here, in one line, not at the
+        # first request; and the first analyst does not wait for the DuckLake attach.
+        from pipeline.dashboard.queries import Query
+
+        readers = self.app.extensions["newsmon_readers"]
+        readers.run(Query("warm", "warm", "SELECT count(*) FROM rollup_counts"))
+        readers.many([Query("warm", "warm", "SELECT 1")] * 4)  # the handles a page's queries run on side by side
         self.server = create_server(self.app, host=host, port=port, threads=threads, ident="newsmon",
                                     clear_untrusted_proxy_headers=True)
         self.host = host

@@ -10,6 +10,10 @@ import jinja2
 from pipeline import __version__
 from pipeline.dashboard.pages import PAGES, Links, Page, cell
 
+# A table shows at most this many rows (its CSV has them all): a 2,000-feed table is a page the
+# browser takes seconds to lay out.
+MAX_ROWS = 300
+
 
 @cache
 def _env() -> jinja2.Environment:
@@ -21,6 +25,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["cell"] = cell
+    env.globals["MAX_ROWS"] = MAX_ROWS
     return env
 
 
