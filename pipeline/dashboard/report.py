@@ -57,7 +57,8 @@ def write_report(data_dir: Path, out: Path, f: Filters, *, progress: Any = None)
         for sid in [r[0] for r in st.blocks[0].rows]:  # type: ignore[union-attr]
             emit(pages.story(readers, sid), sid)
         tp = pages.topics(readers, Filters(f.start, f.end, "", f.limit))
-        (tmp / "topics.html").write_text(render(tp, links, generated=now), encoding="utf-8")
+        (tmp / "topics.html").write_text(render(tp, links, generated=now), encoding="utf-8")  # the first topic's
+        written.append(out / "topics.html")
         for t in tp.topics:
             emit(pages.topics(readers, Filters(f.start, f.end, t, f.limit)))
         emit(pages.feeds(readers, f))
