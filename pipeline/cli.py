@@ -142,7 +142,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.sources:
         raise ConfigError("the demo serves its own feeds from loopback; use `newsmon run --once --sources FILE` for yours")
-    return run_demo(data_dir=args.data_dir, keep=args.keep, config_path=args.config)
+    rc = run_demo(data_dir=args.data_dir, keep=args.keep, config_path=args.config)
+    if rc or not args.serve:
+        return rc
+    # End the demo on its dashboard (pipeline/dashboard/): loopback only, until Ctrl-C.
+    from pipeline.dashboard.serve import Access, serve
+
+    print("\nThe dashboard of the demo's store (Ctrl-C to stop):")
+    return serve(Path(args.data_dir or "newsmon-demo").resolve(), "127.0.0.1", args.port, Access(), 4, sys.stdout)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -818,6 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", metavar="DIR", help="store of the demo (default: ./newsmon-demo, recreated)")
     p.add_argument("--keep", action="store_true", help="keep an existing demo store instead of recreating it")
+    p.add_argument("--serve", action="store_true", help="then serve the dashboard on the demo's store (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8050, help="--serve: the dashboard's port (default 8050; 0: any free)")
     p.add_argument("--verbose", "-v", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -922,6 +931,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # One line per command module (keep them sorted); a module's import cost is paid by every command.
 COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.backfill.cli",
+    "pipeline.dashboard.cli",
 )
 
 

@@ -200,6 +200,21 @@ class MaintenanceConfig(_Strict):
     vacuum_min_free_fraction: float = Field(default=0.2, ge=0, le=1)  # ... when this share is free
 
 
+class DashboardConfig(_Strict):
+    """`newsmon dashboard` (pipeline/dashboard/): a read-only web view of the store.
+
+    It binds to loopback unless `host` says otherwise; bound anywhere else it refuses to start
+    without an access token (read from the variable `token_env`, sent as `Authorization: Bearer`
+    or `?token=`) or a basic-auth user (`basic_user`, password in `password_env`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8050, ge=0, le=65535)
+    token_env: str = "NEWSMON_DASHBOARD_TOKEN"
+    basic_user: str | None = None
+    password_env: str = "NEWSMON_DASHBOARD_PASSWORD"
+    threads: int = Field(default=4, ge=1, le=64)  # requests served at once (one store reader each)
+
+
 class Settings(_Strict):
     data_dir: str = "newsmon-data"
     sources: str = "sources.yaml"
@@ -212,6 +227,7 @@ class Settings(_Strict):
     # the port is published to the host (compose.yaml) and loopback is unreachable from outside.
     metrics_host: str = "127.0.0.1"
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
 
 class Secrets(BaseModel):

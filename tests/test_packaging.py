@@ -67,6 +67,11 @@ def test_the_wheel_carries_its_data_and_the_demo_runs_from_it(tmp_path: Path) ->
     demo = run([newsmon, "demo", "--data-dir", str(work / "demo")], work, env)
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert "newsmon alert: topic" in demo.stdout and "articles stored" in demo.stdout
+    # The dashboard's templates and assets come with the wheel: its static report renders.
+    report = run([newsmon, "report", "--data-dir", str(work / "demo"), "--out", str(work / "site")], work, env)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "plotly.min.js" in (work / "site" / "index.html").read_text(encoding="utf-8")
+    assert (work / "site" / "assets" / "dashboard.js").exists()
 
     # Without a sources file here, check-config says where the bundled defaults are; they work.
     bare = run([newsmon, "check-config"], work, env)
