@@ -31,10 +31,11 @@ before reply n is recorded sent. Slack posts and updates pass a per-channel toke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -209,14 +210,21 @@ class AlertEngine:
     def _slack_id(self, notifier: Notifier) -> str | None:
         return f"slack:{notifier.channel_id}" if isinstance(notifier, SlackApiNotifier) else None
 
-    def _gate(self, notifier: Notifier) -> None:
-        """Wait for the channel's token; raise _ChannelHeld while a Retry-After holds it."""
+    @contextlib.contextmanager
+    def _gate(self, notifier: Notifier) -> Iterator[None]:
+        """Around one Slack call: wait for the channel's token (raise _ChannelHeld while a
+        Retry-After holds it), and start the next interval when the call has been answered."""
         sid = self._slack_id(notifier) or (f"hook:{id(notifier)}" if notifier.channel == "slack" else None)
         if sid is None:
+            yield
             return
         if self.limiter.held(sid) > 0:
             raise _ChannelHeld(sid)
         self.limiter.acquire(sid)
+        try:
+            yield
+        finally:
+            self.limiter.settle(sid)
 
     def _transient(self, notifier: Notifier, e: TransientDeliveryError, summary: LifecycleSummary) -> None:
         summary.add("transient")
@@ -260,20 +268,19 @@ class AlertEngine:
                 return True
             summary.add("resent_in_doubt")
             log.warning("alert_in_doubt_resent alert_id=%s channel=%s", d.alert_id, key)
+        attempt = d.attempt
         try:
-            self._gate(notifier)
+            with self._gate(notifier):
+                self.store.record_delivery(d.alert_id, key, attempt, "sending", now=self.now())
+                if isinstance(notifier, SlackApiNotifier):
+                    receipt = notifier.post(with_mute(render_slack(msg), msg), alert_metadata(msg, route.name))
+                elif isinstance(notifier, EmailNotifier):
+                    notifier.send(msg)
+                    receipt = message_id(msg.alert_id)
+                else:
+                    receipt = notifier.send(msg)
         except _ChannelHeld:
             return False
-        attempt = d.attempt
-        self.store.record_delivery(d.alert_id, key, attempt, "sending", now=self.now())
-        try:
-            if isinstance(notifier, SlackApiNotifier):
-                receipt = notifier.post(with_mute(render_slack(msg), msg), alert_metadata(msg, route.name))
-            elif isinstance(notifier, EmailNotifier):
-                notifier.send(msg)
-                receipt = message_id(msg.alert_id)
-            else:
-                receipt = notifier.send(msg)
         except TransientDeliveryError as e:
             when = self.now()
             self.store.record_delivery(d.alert_id, key, attempt, "transient_error", now=when, error=str(e)[:500],
@@ -340,12 +347,12 @@ class AlertEngine:
                 return "sent"
         elif previous is not None and m.get("status") == "sending":
             summary.add("resent_in_doubt")
-        self._gate(notifier)
         attempt = int(m.get("attempt") or 0) + 1
-        m["attempt"] = attempt
-        nflog.append(self.store, [nflog.row(**{**m, "status": "sending", "noted_at": self.now(), "detail": content})])
         try:
-            receipt = self._send_message(route, notifier, m)
+            with self._gate(notifier):
+                m["attempt"] = attempt
+                nflog.append(self.store, [nflog.row(**{**m, "status": "sending", "noted_at": self.now(), "detail": content})])
+                receipt = self._send_message(route, notifier, m)
         except TransientDeliveryError as e:
             when = self.now()
             self._outcome(m, "transient_error", detail_note=str(e)[:300],
@@ -530,8 +537,8 @@ class AlertEngine:
         msg = replace(to_message(DueAlert(f["alert_id"], key, 1, p["topic"], p["story_id"], p["payload"])), outlets=outlets)
         payload = with_mute(render_slack(msg), msg, copies=int(told["copies"] or 0))
         try:
-            self._gate(notifier)
-            notifier.update(f["receipt"], payload)
+            with self._gate(notifier):
+                notifier.update(f["receipt"], payload)
         except TransientDeliveryError as e:
             self._transient(notifier, e, summary)
             return

@@ -65,6 +65,18 @@ class ChannelLimiter:
             b.hold_until = max(b.hold_until, now + seconds)
             b.tokens = 0.0
 
+    def settle(self, channel: str) -> None:
+        """The call that took the last token has been answered: count the interval from now.
+
+        Counting from the answer rather than from the send means the previous request has surely
+        reached the server when the interval starts, so arrivals there are never closer than
+        1/rate, however late the network delivered the previous one."""
+        with self._lock:
+            now = self._monotonic()
+            b = self._bucket(channel, now)
+            b.tokens = min(b.tokens, 0.0)
+            b.stamp = now
+
     def acquire(self, channel: str) -> None:
         """Take one token, waiting for it (and for a hold to end) as long as needed."""
         while True:
