@@ -171,6 +171,26 @@ class AlertEngine:
             self._health(summary)
         return summary
 
+    def pending(self) -> dict[str, int]:
+        """Work still to do: first alerts due on some channel (not silenced, not done) and alerted
+        stories with copies no message has told yet, on channels that thread."""
+        now = self.now()
+        due = nflog.due_first(self.store, list(self.by_key), now, max_attempts=self.max_attempts, max_age=MAX_AGE)
+        states = nflog.story_states(self.store, {d.story_id for d in due}, now)
+        first = sum(1 for d in due if self.by_key[d.channel][0] in routes_for(self._facts(d, states.get(d.story_id)), self.routes)
+                    and self.by_key[d.channel][0].digest is None)
+        threading_keys = [k for k, (_, n) in self.by_key.items() if isinstance(n, SlackApiNotifier | EmailNotifier)]
+        _, rows = self.store.query(
+            """WITH told AS (
+                   SELECT channel, alert_id, any_value(story_id) AS story_id, max(copies) AS copies
+                   FROM alert_notifications WHERE kind IN ('first', 'reply') AND status = 'sent'
+                     AND channel IN (SELECT unnest(?::VARCHAR[])) AND noted_at >= ? GROUP BY ALL),
+               cur AS (SELECT story_id, count(*) AS n FROM story_members WHERE seen_at <= ? GROUP BY 1)
+               SELECT count(*) FROM told JOIN cur USING (story_id) WHERE told.copies < cur.n""",
+            [threading_keys, now - timedelta(hours=self.timing.update_window_hours), now],
+        )
+        return {"first": first, "untold": int(rows[0][0])}
+
     def _facts(self, d: nflog.DueFirst, st: nflog.StoryState | None) -> AlertFacts:
         outlets = set(st.outlets) if st else set()
         outlets |= {o for o in d.payload.get("outlets", ()) if o}
@@ -389,31 +409,7 @@ class AlertEngine:
         nflog.append(self.store, rows, deliveries)
 
     def _send_message(self, route: Route, notifier: Notifier, m: dict[str, Any]) -> str | None:
-        c = m["content"]
-        if isinstance(notifier, SlackApiNotifier):
-            payload: dict[str, Any] = {"text": c["text"]}
-            if c.get("blocks"):
-                payload["blocks"] = c["blocks"]
-            meta = {"event_type": MESSAGE_EVENT,
-                    "event_payload": {"notification_id": m["notification_id"], "kind": m["kind"], "seq": m.get("seq") or 0,
-                                      "alert_id": m.get("alert_id") or "", "outlets": m.get("outlets") or 0,
-                                      **({"route": route.name} if route.name != "default" else {})}}
-            return notifier.post(payload, meta, thread_ts=m.get("thread") or None, broadcast=bool(m.get("broadcast")))
-        if isinstance(notifier, EmailNotifier):
-            mid = _msgid(m["notification_id"])
-            refs = c.get("references") or ()
-            email = notifier.build_other(c.get("subject") or "[newsmon]", c["text"] + "\n", mid, created=self.now(),
-                                         in_reply_to=m.get("thread") or None, references=refs,
-                                         alert_id=m.get("alert_id") or None)
-            notifier.deliver(email, f"{m['kind']} {m['notification_id']}")
-            return mid
-        if notifier.channel == "slack":  # a webhook: no threads, but digests and health go
-            hook_msg = AlertMessage(m["notification_id"], c.get("subject", "newsmon"), "", "", c["text"], "", None,
-                                    None, 0.0, (), (), self.now())
-            notifier.send(hook_msg)
-            return None
-        print(c["text"], flush=True)  # console
-        return None
+        return send_message(route, notifier, m, self.now())
 
     def _pending_digest_alerts(self, key: str) -> set[str]:
         """Alerts inside a digest of this channel that is not done yet: nothing else may carry them."""
@@ -648,6 +644,35 @@ class AlertEngine:
                         summary.add("health")
                 except _ChannelHeld:
                     pass
+
+
+def send_message(route: Route, notifier: Notifier, m: dict[str, Any], now: datetime) -> str | None:
+    """Send one message that is not a first alert (columns of the notification log + `content`)."""
+    c = m["content"]
+    if isinstance(notifier, SlackApiNotifier):
+        payload: dict[str, Any] = {"text": c["text"]}
+        if c.get("blocks"):
+            payload["blocks"] = c["blocks"]
+        meta = {"event_type": MESSAGE_EVENT,
+                "event_payload": {"notification_id": m["notification_id"], "kind": m["kind"], "seq": m.get("seq") or 0,
+                                  "alert_id": m.get("alert_id") or "", "outlets": m.get("outlets") or 0,
+                                  **({"route": route.name} if route.name != "default" else {})}}
+        return notifier.post(payload, meta, thread_ts=m.get("thread") or None, broadcast=bool(m.get("broadcast")))
+    if isinstance(notifier, EmailNotifier):
+        mid = _msgid(m["notification_id"])
+        refs = c.get("references") or ()
+        email = notifier.build_other(c.get("subject") or "[newsmon]", c["text"] + "\n", mid, created=now,
+                                     in_reply_to=m.get("thread") or None, references=refs,
+                                     alert_id=m.get("alert_id") or None)
+        notifier.deliver(email, f"{m['kind']} {m['notification_id']}")
+        return mid
+    if notifier.channel == "slack":  # a webhook: no threads, but digests and health go
+        hook_msg = AlertMessage(m["notification_id"], c.get("subject", "newsmon"), "", "", c["text"], "", None,
+                                None, 0.0, (), (), now)
+        notifier.send(hook_msg)
+        return None
+    print(c["text"], flush=True)  # console
+    return None
 
 
 class _ChannelHeld(Exception):

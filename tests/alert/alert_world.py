@@ -55,6 +55,21 @@ class AlertWorld:
                                duration_ms=1, items=[r.item for r in results])
         self.store.load_batch(f"b-{key or self.n}", results, now=self.t, runner="test", started_at=self.t)
 
+    def copies_many(self, copies: Sequence[Sequence[str]], batch_id: str) -> None:
+        """One batch of copies of several stories: rows (story, outlet, topic, feed, item key)."""
+        results = []
+        for story, outlet, topic, feed, n in copies:
+            it = FeedItem(f"i{n}", feed, f"g{n}", f"https://{outlet}.example/{n}", f"title {n}", "", self.t, self.t)
+            art = Article(f"a{n}", it.item_id, feed, it.url, it.url, f"Story {story}", f"text {n}", self.t, None, outlet,
+                          "en", f"h{n}", self.t)
+            match = TopicMatch(art.article_id, topic, 0.8, "alert", (Evidence("rule", "r", "title", ("x",)),), alert=True)
+            results.append(ItemResult(it, "stored", None, art, StoryAssignment(art.article_id, story, "near_copy", None, 0.9),
+                                      (match,)))
+        for feed in sorted({r.item.feed_id for r in results}):
+            self.store.record_poll(FeedState(feed), fetched_at=self.t, outcome="ok", status=200, error_kind=None,
+                                   error=None, duration_ms=1, items=[r.item for r in results if r.item.feed_id == feed])
+        self.store.load_batch(batch_id, results, now=self.t, runner="test", started_at=self.t)
+
     def engine(self, routes: Sequence[Route], timing: AlertTimingConfig | None = None, **kw: Any) -> AlertEngine:
         kw.setdefault("limiter", ChannelLimiter(1000.0))
         return AlertEngine(self.store, routes, timing or AlertTimingConfig(), now=self.clock, **kw)
