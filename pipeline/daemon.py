@@ -32,11 +32,11 @@ from typing import TypeVar
 
 from pipeline import __version__
 from pipeline.alert.lifecycle import AlertEngine, LifecycleSummary
-from pipeline.alert.routes import DEFAULT, Route
 from pipeline.alert.notifiers import Notifier
 from pipeline.alert.notifiers.console import ConsoleNotifier
 from pipeline.alert.notifiers.email import EmailNotifier
 from pipeline.alert.notifiers.slack import SlackApiNotifier, SlackWebhookNotifier
+from pipeline.alert.routes import DEFAULT, Route
 from pipeline.config import Config, Source
 from pipeline.errors import NewsmonError
 from pipeline.fetch.hosts import HostBackoff

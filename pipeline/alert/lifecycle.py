@@ -621,15 +621,15 @@ class AlertEngine:
     def _health(self, summary: LifecycleSummary) -> None:
         from pipeline.alert.health import health_transitions
 
+        from pipeline.alert.routes import ops_route
+
         assert self.health is not None
+        ops = ops_route(self.routes)
+        if ops is None:
+            return  # no ops route: nothing to tell (newsmon status and /healthz still do)
         now = self.now()
         changes = health_transitions(self.store, self.health(now), now)
         if not changes:
-            return
-        from pipeline.alert.routes import ops_route
-
-        ops = ops_route(self.routes)
-        if ops is None:
             return
         for check_key, state, detail in changes:
             text = (f":rotating_light: newsmon ops: {detail}" if state == "firing" else f"newsmon ops: resolved: {detail}")
