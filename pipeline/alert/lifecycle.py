@@ -58,6 +58,7 @@ log = logging.getLogger("newsmon.alert")
 
 MESSAGE_EVENT = "newsmon_message"  # metadata event of replies, digests, health and test messages
 MAX_AGE = timedelta(days=2)
+HEALTH_EVERY = timedelta(minutes=5)  # pipeline-health checks at most this often
 
 
 @dataclass
@@ -110,6 +111,7 @@ class AlertEngine:
         self.health = health
         self.by_key: dict[str, tuple[Route, Notifier]] = {k: (r, n) for r in self.routes for k, n in r.keys.items()}
         self._silences: list[Silence] = []
+        self._health_at: datetime | None = None
         # Holds set by a 429 before a restart still bind.
         wall = self.now()
         for channel, until in nflog.channel_holds(store, wall).items():
@@ -628,6 +630,9 @@ class AlertEngine:
         if ops is None:
             return  # no ops route: nothing to tell (newsmon status and /healthz still do)
         now = self.now()
+        if self._health_at is not None and now - self._health_at < HEALTH_EVERY:
+            return  # the checks read the whole feed history: every few minutes is enough
+        self._health_at = now
         changes = health_transitions(self.store, self.health(now), now)
         if not changes:
             return

@@ -296,8 +296,10 @@ def test_health_alerts_go_to_the_ops_route_fire_once_and_resolve_once(world: Ale
     engine = world.engine([Route("default", [api(slack)]), ops], AlertTimingConfig(group_wait_seconds=0), health=checks)
     write_health(world.store.data_dir, {"batch_failures_in_row": 4})
     assert engine.run().health == 1
+    world.advance(minutes=10)
     assert engine.run().health == 0  # still failing: told once
     write_health(world.store.data_dir, {"batch_failures_in_row": 0})
+    world.advance(minutes=10)
     assert engine.run().health == 1
     texts = [m["text"] for m in top_level(slack, OPS)]
     assert len(texts) == 2 and "4 batches failed in a row" in texts[0] and "resolved" in texts[1]
