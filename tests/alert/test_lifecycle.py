@@ -22,7 +22,8 @@ from pipeline.health import write_health
 from tests.alert.alert_world import AlertWorld
 from tests.alert.servers import SlackApiServer, SlackFaults, SmtpTestServer, WebhookReceiver
 
-START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+# In the past: Slack's ts are real time, and a lookup in the channel starts at the claim's time.
+START = (datetime.now(UTC) - timedelta(days=3)).replace(hour=9, minute=0, second=0, microsecond=0)
 SPORT, OPS, DIGEST = "C0SPORT", "C0OPS", "C0DIGEST"
 
 
@@ -315,3 +316,32 @@ def test_a_hung_post_that_arrived_is_found_not_posted_twice(world: AlertWorld) -
         world.advance(minutes=5)
         s = engine.run()
         assert s.confirmed == 1 and len(slack.messages) == 1
+
+
+def test_a_failing_feed_and_growing_dead_letters_alert_ops_once_each(world: AlertWorld, slack: SlackApiServer) -> None:
+    from pipeline.models import FeedState
+    from pipeline.store import _insert
+
+    ops = Route("ops", [api(slack, OPS, "ops")], ops=True)
+    checks = pipeline_checks(world.store, HealthAlertsConfig(dead_letters_growth=3), world.store.data_dir)
+    engine = world.engine([Route("default", [api(slack)]), ops], AlertTimingConfig(group_wait_seconds=0), health=checks)
+    bad = FeedState("f2", last_success_at=START - timedelta(hours=5), error_streak=4, last_error="HTTP 503",
+                    last_error_kind="http_5xx", last_status=503)
+    world.store.record_poll(bad, fetched_at=START, outcome="error", status=503, error_kind="http_5xx", error="HTTP 503",
+                            duration_ms=1, items=[])
+    with world.store.transaction() as con:
+        _insert(con, "dead_letters", [{"stage": "download", "key": f"k{i}", "error": "x", "payload": "{}",
+                                       "created_at": START} for i in range(3)])
+    engine.run()
+    texts = [m["text"] for m in top_level(slack, OPS)]
+    assert any("feed f2 is failing (4 errors in a row" in t for t in texts), texts
+    assert any("3 dead letters in the last hour" in t for t in texts), texts
+    world.advance(minutes=10)
+    engine.run()
+    assert len(top_level(slack, OPS)) == len(texts)  # each told once
+    good = FeedState("f2", last_success_at=START, error_streak=0, last_status=200)
+    world.store.record_poll(good, fetched_at=START, outcome="ok", status=200, error_kind=None, error=None,
+                            duration_ms=1, items=[])
+    world.advance(minutes=10)
+    engine.run()
+    assert any("resolved: feed f2 is ok again" in m["text"] for m in top_level(slack, OPS))
