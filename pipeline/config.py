@@ -196,6 +196,8 @@ class QuietHoursConfig(_Strict):
     def _check_zone(cls, v: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+        if v == "UTC":
+            return v  # known without the time zone database
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):

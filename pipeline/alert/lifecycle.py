@@ -605,7 +605,7 @@ class AlertEngine:
                                                     detail=f"nothing between {start.isoformat()} and {end.isoformat()}",
                                                     noted_at=now)])
                 continue
-            zone = route.zone().key
+            zone = route.zone_name()
             title = (f"newsmon {route.digest} digest ({route.name}): {len(alerts)} stor{'ies' if len(alerts) != 1 else 'y'}, "
                      f"{start:%Y-%m-%d %H:%M} to {end:%H:%M} {zone}")
             content = self._digest_content(route, title, alerts, states)
@@ -622,7 +622,6 @@ class AlertEngine:
 
     def _health(self, summary: LifecycleSummary) -> None:
         from pipeline.alert.health import health_transitions
-
         from pipeline.alert.routes import ops_route
 
         assert self.health is not None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from pipeline.alert.notifiers import Notifier
@@ -64,8 +64,13 @@ class Route:
             return False
         return not (m.feed_tags and not set(m.feed_tags) & facts.feed_tags)
 
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.quiet_hours.timezone if self.quiet_hours else "UTC")
+    def zone_name(self) -> str:
+        return self.quiet_hours.timezone if self.quiet_hours else "UTC"
+
+    def zone(self) -> tzinfo:
+        # UTC without the time zone database: a machine without tzdata still runs the defaults.
+        name = self.zone_name()
+        return UTC if name == "UTC" else ZoneInfo(name)
 
     def is_quiet(self, now: datetime, score: float = 0.0) -> bool:
         """Whether `now` falls in the quiet hours (an alert scoring the override goes anyway)."""
