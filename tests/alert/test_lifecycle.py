@@ -345,3 +345,25 @@ def test_a_failing_feed_and_growing_dead_letters_alert_ops_once_each(world: Aler
     world.advance(minutes=10)
     engine.run()
     assert any("resolved: feed f2 is ok again" in m["text"] for m in top_level(slack, OPS))
+
+
+def test_a_daily_digest_by_email_on_its_own_route(world: AlertWorld, slack: SlackApiServer, tmp_path: Path) -> None:
+    with SmtpTestServer(tmp_path / "smtp") as smtp:
+        mail = EmailNotifier(smtp.host, smtp.port, "newsmon@example.org", ("analysts@example.org",),
+                             username=smtp.USERNAME, password=smtp.PASSWORD, ssl_context=smtp.client_ssl_context(),
+                             local_hostname="localhost")
+        routes = [Route("default", [api(slack)]),
+                  Route("peace", [mail], match=RouteMatchConfig(topics=("peace-talks",)), digest="daily", digest_hour=8)]
+        engine = world.engine(routes, AlertTimingConfig(group_wait_seconds=0))
+        world.copies("p1", ["bbc", "ap"], topic="peace-talks", title="Talks resume")
+        world.copies("s1", ["bbc"])  # another topic: the default route, at once
+        engine.run()
+        assert smtp.messages == [] and len(top_level(slack)) == 1
+        world.advance(hours=22)  # 07:00 next day: the period ending at 08:00 has not ended
+        assert engine.run().digests == 0
+        world.advance(hours=1, minutes=5)
+        assert engine.run().digests == 1
+        (m,) = smtp.messages
+        assert m.rcpt_tos == ["analysts@example.org"] and "daily digest (peace)" in m.message["Subject"]
+        assert "Talks resume (2 outlets)" in m.message.get_content()
+        assert engine.run().digests == 0 and len(smtp.messages) == 1
