@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import HealthAlertsConfig
 from pipeline.store import LAKE, Store, _insert
@@ -78,9 +79,14 @@ def pipeline_checks(
     return run
 
 
-def health_transitions(store: Store, checks: list[tuple[str, bool, str]], now: datetime) -> list[tuple[str, str, str]]:
+def health_transitions(
+    store: Store, checks: list[tuple[str, bool, str]], now: datetime,
+    messages: Callable[[list[tuple[str, str, str]]], list[dict[str, Any]]] | None = None,
+) -> list[tuple[str, str, str]]:
     """Record and return the checks whose state changed: (check_key, 'firing'|'resolved', detail).
-    A check never seen firing is not reported as resolved."""
+    A check never seen firing is not reported as resolved. `messages(changes)` gives notification
+    rows (queued) committed in the same transaction, so a kill cannot record a transition and
+    lose its message."""
     _, rows = store.query(
         f"SELECT check_key, arg_max(state, changed_at) FROM {LAKE}.alert_health GROUP BY check_key"
     )
@@ -93,7 +99,9 @@ def health_transitions(store: Store, checks: list[tuple[str, bool, str]], now: d
         elif not firing and was == "firing":
             changes.append((key, "resolved", detail))
     if changes:
+        queued = messages(changes) if messages is not None else []
         with store.transaction() as con:
             _insert(con, "alert_health", [{"check_key": k, "state": s, "detail": d, "changed_at": now}
                                           for k, s, d in changes])
+            _insert(con, "alert_notifications", queued)
     return changes

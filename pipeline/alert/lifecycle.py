@@ -425,7 +425,7 @@ class AlertEngine:
         """Digests and health messages of this channel left in doubt or failed for now."""
         now = self.now()
         for m in nflog.latest(self.store, channel=key, kinds=("digest", "health"), since=now - MAX_AGE,
-                              statuses=("sending", "transient_error")):
+                              statuses=("queued", "sending", "transient_error")):
             if m["status"] == "transient_error" and m["next_attempt_at"] and m["next_attempt_at"] > now:
                 continue
             if int(m.get("attempt") or 0) >= self.max_attempts and m["status"] != "sending":
@@ -632,23 +632,30 @@ class AlertEngine:
         if self._health_at is not None and now - self._health_at < HEALTH_EVERY:
             return  # the checks read the whole feed history: every few minutes is enough
         self._health_at = now
-        changes = health_transitions(self.store, self.health(now), now)
-        if not changes:
-            return
-        for check_key, state, detail in changes:
-            text = (f":rotating_light: newsmon ops: {detail}" if state == "firing" else f"newsmon ops: resolved: {detail}")
-            for key in ops.keys:
-                m = nflog.row(notification_id=nflog.nid(key, "health", check_key, state, now.isoformat()), route=ops.name,
-                              channel=key, kind="health", seq=0, attempt=0) | {
-                    "content": {"text": text, "subject": f"[newsmon ops] {'resolved: ' if state != 'firing' else ''}{detail}"[:150],
-                                "check": check_key, "state": state},
-                    "claimed_at": None}
-                try:
-                    if self._deliver(key, m, summary) == "sent":
-                        summary.add("health")
-                except _ChannelHeld:
-                    pass
+        msgs: list[tuple[str, dict[str, Any]]] = []
+        rows: list[dict[str, Any]] = []
 
+        def queue(changes: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+            for check_key, state, detail in changes:
+                text = (f":rotating_light: newsmon ops: {detail}" if state == "firing"
+                        else f"newsmon ops: resolved: {detail}")
+                content = {"text": text, "check": check_key, "state": state,
+                           "subject": f"[newsmon ops] {'resolved: ' if state != 'firing' else ''}{detail}"[:150]}
+                for key in ops.keys:
+                    m = nflog.row(notification_id=nflog.nid(key, "health", check_key, state, now.isoformat()),
+                                  route=ops.name, channel=key, kind="health", seq=0, attempt=0, status="queued",
+                                  detail=content, noted_at=now)
+                    rows.append(m)
+                    msgs.append((key, m | {"content": content, "claimed_at": None}))
+            return rows
+
+        health_transitions(self.store, self.health(now), now, messages=queue)
+        for key, m in msgs:
+            try:
+                if self._deliver(key, m, summary) == "sent":
+                    summary.add("health")
+            except _ChannelHeld:
+                pass  # queued: the next run sends it (_settle_messages)
 
 def send_message(route: Route, notifier: Notifier, m: dict[str, Any], now: datetime) -> str | None:
     """Send one message that is not a first alert (columns of the notification log + `content`)."""

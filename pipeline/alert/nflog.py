@@ -141,7 +141,8 @@ def story_states(store: Store, story_ids: Iterable[str], now: datetime) -> dict[
 def latest(store: Store, *, channel: str | None = None, kinds: Sequence[str], since: datetime,
            statuses: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The latest row of each notification of these kinds (on a channel) noted since `since`,
-    with `claimed_at`: when its latest attempt was claimed."""
+    with `claimed_at`: when its latest attempt was claimed. At the same instant an outcome is
+    later than a claim, and a claim later than a queued message (a clock may give them one time)."""
     where = ["kind IN (SELECT unnest(?::VARCHAR[]))", "noted_at >= ?"]
     params: list[Any] = [list(kinds), since]
     if channel is not None:
@@ -152,7 +153,7 @@ def latest(store: Store, *, channel: str | None = None, kinds: Sequence[str], si
                 SELECT *, max(noted_at) FILTER (WHERE status = 'sending')
                            OVER (PARTITION BY notification_id) AS claimed_at,
                        row_number() OVER (PARTITION BY notification_id
-                           ORDER BY noted_at DESC, CASE status WHEN 'sending' THEN 1 ELSE 0 END) AS rn
+                           ORDER BY noted_at DESC, CASE status WHEN 'queued' THEN 2 WHEN 'sending' THEN 1 ELSE 0 END) AS rn
                 FROM {LAKE}.alert_notifications WHERE {' AND '.join(where)}
             ) WHERE rn = 1 ORDER BY noted_at, notification_id""",
         params,

@@ -6,7 +6,7 @@
 -- a message in doubt after a crash (checked in the channel where it can be).
 --   kind:    first (the alert), reply (thread reply / email follow-up), update (chat.update of the
 --            parent's outlet count), digest, test, replay, health
---   status:  sending, sent, transient_error, permanent_error, silenced, folded (into a digest),
+--   status:  queued (health, before its claim), sending, sent, transient_error, permanent_error, silenced, folded (into a digest),
 --            skipped_empty (a digest with nothing in it), skipped_in_doubt
 --   seq:     the reply's number in its thread (1, 2, ...); replies go out strictly in order
 --   receipt: the channel's id of the message: Slack ts, email Message-ID, digest id
