@@ -55,11 +55,14 @@ class AlertWorld:
                                duration_ms=1, items=[r.item for r in results])
         self.store.load_batch(f"b-{key or self.n}", results, now=self.t, runner="test", started_at=self.t)
 
-    def copies_many(self, copies: Sequence[Sequence[str]], batch_id: str) -> None:
-        """One batch of copies of several stories: rows (story, outlet, topic, feed, item key)."""
+    def copies_many(self, copies: Sequence[Sequence[str]], batch_id: str, seen_at: datetime | None = None) -> None:
+        """One batch of copies of several stories: rows (story, outlet, topic, feed, item key).
+        `seen_at` fixes the items' time: a batch loaded again after a kill must carry the items as
+        the spool holds them (the store looks for pending items from their seen_at on)."""
         results = []
+        seen = seen_at or self.t
         for story, outlet, topic, feed, n in copies:
-            it = FeedItem(f"i{n}", feed, f"g{n}", f"https://{outlet}.example/{n}", f"title {n}", "", self.t, self.t)
+            it = FeedItem(f"i{n}", feed, f"g{n}", f"https://{outlet}.example/{n}", f"title {n}", "", seen, seen)
             art = Article(f"a{n}", it.item_id, feed, it.url, it.url, f"Story {story}", f"text {n}", self.t, None, outlet,
                           "en", f"h{n}", self.t)
             match = TopicMatch(art.article_id, topic, 0.8, "alert", (Evidence("rule", "r", "title", ("x",)),), alert=True)

@@ -78,7 +78,7 @@ def main(plan_path: str) -> int:
             if f"b-ev{i}" in loaded or start + timedelta(minutes=minute) > now:
                 continue
             w.t = sim()
-            w.copies_many(copies, f"b-ev{i}")
+            w.copies_many(copies, f"b-ev{i}", seen_at=start + timedelta(minutes=minute))
             loaded.add(f"b-ev{i}")
         s = engine.run()
         cycles += 1

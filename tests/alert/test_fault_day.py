@@ -112,6 +112,7 @@ def test_a_busy_day_of_faults_and_kills_loses_and_repeats_nothing(tmp_path: Path
                     "calls": sum(slack.calls.values()), "calls_by_method": dict(slack.calls)})
     print("\nfault-day figures:", json.dumps(figures, sort_keys=True))
     (tmp_path / "fault-day.json").write_text(json.dumps(figures, indent=1, sort_keys=True))
+    assert figures["copies_stored"] == copies and figures["stories"] == figures["alerts_expected"], figures
     assert figures["alerts_lost"] == 0 and figures["alerts_duplicated"] == 0 and figures["alerts_misrouted"] == 0, figures
     assert figures["replies_out_of_order"] == 0 and figures["replies_orphaned"] == 0, figures
     assert figures["replies_repeated"] == 0 and figures["replies_not_in_log"] == 0 and figures["replies_lost"] == 0
@@ -136,7 +137,7 @@ def analyse(tmp_path: Path, slack: SlackApiServer, smtp: SmtpTestServer) -> dict
                     cur AS (SELECT story_id, count(*) AS n FROM story_members GROUP BY 1)
                SELECT count(*) FROM told JOIN cur USING (story_id) WHERE c < n""")
         untold = int(rows[0][0])
-        _, rows = store.query("SELECT count(*) FROM alert_deliveries WHERE status = 'sending'")
+        stored = int(store.scalar("SELECT count(*) FROM story_members") or 0)
     by_channel = {v: k for k, v in CHANNELS.items()}
     tops = [m for m in slack.messages if not m.get("thread_ts")]
     seen = Counter((m["channel"], m["metadata"]["event_payload"]["alert_id"]) for m in tops)
@@ -158,7 +159,7 @@ def analyse(tmp_path: Path, slack: SlackApiServer, smtp: SmtpTestServer) -> dict
     want_mail = {aid for aid, route in expected.items() if route == "default"}
     got_mail = {m["X-Newsmon-Alert-Id"] for m in mails if not m["In-Reply-To"]}
     return {
-        "alerts": len(tops), "alerts_expected": len(expected), "alerts_lost": lost,
+        "copies_stored": stored, "alerts": len(tops), "alerts_expected": len(expected), "alerts_lost": lost,
         "alerts_duplicated": sum(n - 1 for n in seen.values()), "alerts_misrouted": misrouted,
         "replies": len(slack.replies()), "broadcasts": sum(1 for r in slack.replies() if r["reply_broadcast"]),
         "threads": len(threads), "replies_out_of_order": out_of_order, "replies_repeated": repeated,
