@@ -931,6 +931,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # One line per command module (keep them sorted); a module's import cost is paid by every command.
 COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline.alert.cli",
     "pipeline.backfill.cli",
     "pipeline.dashboard.cli",
 )

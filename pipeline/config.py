@@ -172,12 +172,114 @@ class EmailConfig(_Strict):
     on_in_doubt: InDoubt = "resend"  # after a crash mid-send: resend (same Message-ID) or skip
 
 
+_CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class QuietHoursConfig(_Strict):
+    """A route's quiet hours: alerts raised between `start` and `end` (local to `timezone`) are
+    held and go out when the quiet hours end; alerts scoring `override_score` or more go at once."""
+
+    start: str = "22:00"  # HH:MM; a window may cross midnight (22:00-07:00)
+    end: str = "07:00"
+    timezone: str = "UTC"  # an IANA name, e.g. Europe/London
+    override_score: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _check_clock(cls, v: str) -> str:
+        if not _CLOCK_RE.match(v):
+            raise ValueError(f"{v!r} is not a time of day; write HH:MM, e.g. 22:00")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if v == "UTC":
+            return v  # known without the time zone database
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as UTC or Europe/London") from None
+        return v
+
+
+class RouteMatchConfig(_Strict):
+    """What a route takes: every listed condition must hold (an empty list matches anything)."""
+
+    topics: tuple[str, ...] = ()  # topic ids
+    min_score: float = Field(default=0.0, ge=0, le=1)  # the match's score
+    outlets: tuple[str, ...] = ()  # an outlet (sitename or feed id) that carries the story
+    feed_tags: tuple[str, ...] = ()  # a tag (sources.yaml) of the feed that raised the alert
+
+
+class RouteConfig(_Strict):
+    """One alert route (README "Alerts"). Routes are tried in order; the first that matches takes
+    the alert (with `continue_matching`, later routes are tried too). An alert no route takes goes
+    to the default route (alerts.slack.channel / alerts.email.recipients)."""
+
+    name: str
+    match: RouteMatchConfig = RouteMatchConfig()
+    slack_channel: str | None = None  # channel id (C...), posted to with the bot token of alerts.slack
+    email_recipients: tuple[str, ...] = ()  # sent through the SMTP server of alerts.email
+    continue_matching: bool = False
+    quiet_hours: QuietHoursConfig | None = None
+    digest: Literal["hourly", "daily"] | None = None  # set: this route gets digests, not single alerts
+    digest_hour: int = Field(default=8, ge=0, le=23)  # daily digests go out at this hour (quiet_hours tz or UTC)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not FEED_ID_RE.match(v) or v == "default":
+            raise ValueError(f"route name {v!r}: use lowercase letters, digits, '.', '_' or '-' (not 'default')")
+        return v
+
+
+class AlertTimingConfig(_Strict):
+    """How an alert lives after its first message (README "Alerts": timings)."""
+
+    group_wait_seconds: float = Field(default=120, ge=0)  # a new story waits this long, so copies fold first
+    reply_interval_seconds: float = Field(default=300, ge=0)  # at most one thread reply per story this often
+    update_window_hours: float = Field(default=48, gt=0)  # copies later than this after the alert are not told
+    spread_outlets: int = Field(default=5, ge=1)  # this many new outlets ...
+    spread_minutes: float = Field(default=30, gt=0)  # ... within this many minutes: broadcast the reply once
+    email_followup_minutes: float = Field(default=60, gt=0)  # at most one email follow-up per story this often
+    slack_posts_per_second: float = Field(default=1.0, gt=0)  # per channel (Slack's own limit)
+    backlog_digest_after: int = Field(default=20, ge=1)  # more first alerts due on a channel: one digest instead
+    digest_top: int = Field(default=5, ge=1)  # stories per topic in a digest
+
+
+class HealthAlertsConfig(_Strict):
+    """Pipeline-health alerts to the ops route; each fires once and resolves once."""
+
+    enabled: bool = True
+    feeds: bool = True  # a feed failing, auto-disabled or silent beyond its usual gap (newsmon status)
+    volume_drop_fraction: float = Field(default=0.5, gt=0, le=1)  # new items in 6 h below this share of usual
+    batch_failures: int = Field(default=3, ge=1)  # batches failing in a row
+    dead_letters_growth: int = Field(default=20, ge=1)  # dead letters added in the last hour
+    maintenance_overdue_hours: float = Field(default=24, gt=0)  # no store maintenance for this long
+
+
 class AlertsConfig(_Strict):
     interval_seconds: float = Field(default=30, gt=0)
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
     console: bool = False  # print alerts; on by default when no other channel is configured
     max_attempts: int = Field(default=8, ge=1)
+    routes: tuple[RouteConfig, ...] = ()
+    ops_route: str = "ops"  # the route that gets pipeline-health alerts (the default route if none is named so)
+    timing: AlertTimingConfig = AlertTimingConfig()
+    health: HealthAlertsConfig = HealthAlertsConfig()
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_routes(cls, v: tuple[RouteConfig, ...]) -> tuple[RouteConfig, ...]:
+        names = [r.name for r in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"route names must be unique: {', '.join(dup)} appear more than once")
+        return v
 
 
 class MaintenanceConfig(_Strict):
@@ -472,6 +574,23 @@ def load(
             email.password_env, "alerts.email.username is set", "export the SMTP password in it",
             ("alerts", "email", "username"),
         )
+    for i, route in enumerate(settings.alerts.routes):
+        if route.slack_channel and not (slack and slack.channel):
+            problems.append(ConfigError(
+                f"route '{route.name}' has slack_channel but alerts.slack.channel is not set; routes post with the "
+                "bot token of the Web API mode: set alerts.slack.channel (and export the token)",
+                path=str(config_path), line=_line_of(node, ("alerts", "routes", i, "slack_channel")),
+            ))
+        if route.email_recipients and not email:
+            problems.append(ConfigError(
+                f"route '{route.name}' has email_recipients but alerts.email (the SMTP server) is not configured",
+                path=str(config_path), line=_line_of(node, ("alerts", "routes", i, "email_recipients")),
+            ))
+        if not route.slack_channel and not route.email_recipients:
+            problems.append(ConfigError(
+                f"route '{route.name}' sends nowhere; give it slack_channel or email_recipients",
+                path=str(config_path), line=_line_of(node, ("alerts", "routes", i, "name")),
+            ))
     if len(problems) == 1:
         raise problems[0]
     if problems:  # every problem at once, not one per run

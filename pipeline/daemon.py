@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from pipeline import __version__
-from pipeline.alert.dispatch import DispatchSummary, dispatch
+from pipeline.alert.lifecycle import AlertEngine, LifecycleSummary
 from pipeline.alert.notifiers import Notifier
 from pipeline.alert.notifiers.console import ConsoleNotifier
 from pipeline.alert.notifiers.email import EmailNotifier
 from pipeline.alert.notifiers.slack import SlackApiNotifier, SlackWebhookNotifier
+from pipeline.alert.routes import DEFAULT, Route
 from pipeline.config import Config, Source
 from pipeline.errors import NewsmonError
 from pipeline.fetch.hosts import HostBackoff
@@ -170,6 +171,32 @@ def build_notifiers(config: Config) -> list[Notifier]:
     return out
 
 
+def build_routes(config: Config, default: Sequence[Notifier]) -> list[Route]:
+    """The default route (the channels of alerts.slack/email/console) and the configured routes,
+    each with its own notifiers (same bot token and SMTP server, its own channel and recipients)."""
+    a = config.settings.alerts
+    routes = [Route(DEFAULT, list(default))]
+    for rc in a.routes:
+        notifiers: list[Notifier] = []
+        if rc.slack_channel and a.slack and config.secrets.slack_bot_token:
+            notifiers.append(SlackApiNotifier(
+                config.secrets.slack_bot_token.get_secret_value(), rc.slack_channel, api_url=a.slack.api_url,
+                timeout=a.slack.timeout_seconds, route=rc.name,
+            ))
+        if rc.email_recipients and a.email:
+            ctx = ssl.create_default_context(cafile=a.email.ca_file) if a.email.ca_file else None
+            pw = config.secrets.smtp_password.get_secret_value() if config.secrets.smtp_password else None
+            notifiers.append(EmailNotifier(
+                a.email.host, a.email.port, a.email.sender, tuple(rc.email_recipients), username=a.email.username,
+                password=pw, starttls=a.email.starttls, ssl_context=ctx, timeout=a.email.timeout_seconds,
+            ))
+        routes.append(Route(
+            rc.name, notifiers, match=rc.match, continue_matching=rc.continue_matching, quiet_hours=rc.quiet_hours,
+            digest=rc.digest, digest_hour=rc.digest_hour, ops=rc.name == a.ops_route,
+        ))
+    return routes
+
+
 class Daemon:
     def __init__(
         self,
@@ -193,6 +220,9 @@ class Daemon:
 
     def _start(self, config: Config, notifiers: Sequence[Notifier] | None) -> None:
         self.notifiers = list(notifiers) if notifiers is not None else build_notifiers(config)
+        self.routes = build_routes(config, self.notifiers)
+        self._engine: AlertEngine | None = None  # built at the first alert run (it reads the store)
+        self._started_at = self.clock()
         self.feed_client = HttpClient(http_settings(config, pages=False))
         self.poll_policy: PollPolicy = poll_policy(config)  # intervals, self-check, disabling
         p = config.settings.pipeline
@@ -553,14 +583,35 @@ class Daemon:
             self.metrics.observe_store(report.after)
         return report
 
-    def alert(self) -> DispatchSummary:
-        a = self.config.settings.alerts
-        policies = {"slack": a.slack.on_in_doubt if a.slack else "resend", "email": a.email.on_in_doubt if a.email else "resend"}
-        summary = dispatch(
-            self.store, self.notifiers, max_attempts=a.max_attempts, now=self.clock, on_in_doubt=policies,
-            observe=lambda channel, outcome: self.metrics.deliveries.labels(channel, outcome).inc(),
-        )
-        return summary
+    def engine(self) -> AlertEngine:
+        if self._engine is None:
+            from pipeline.alert.health import pipeline_checks
+
+            a = self.config.settings.alerts
+            policies = {"slack": a.slack.on_in_doubt if a.slack else "resend",
+                        "email": a.email.on_in_doubt if a.email else "resend"}
+            last_ok = self.metrics.last_ok
+
+            def maintained() -> datetime | None:
+                t = last_ok("maintain")
+                return datetime.fromtimestamp(t, UTC) if t else None
+
+            health = pipeline_checks(
+                self.store, a.health, self.config.data_dir,
+                last_maintained=maintained if self.config.settings.maintenance.enabled else None,
+                started_at=self._started_at,
+            )
+            self._engine = AlertEngine(
+                self.store, self.routes, a.timing, max_attempts=a.max_attempts, now=self.clock, on_in_doubt=policies,
+                observe=lambda channel, outcome: self.metrics.deliveries.labels(channel, outcome).inc(),
+                health=health if a.health.enabled else None,
+            )
+        return self._engine
+
+    def alert(self, *, flush: bool = False) -> LifecycleSummary:
+        """The alert job (pipeline/alert/lifecycle.py): first alerts after the group wait, thread
+        updates, digests, health alerts. `flush` (run --once) does not wait for the group wait."""
+        return self.engine().run(flush=flush)
 
     # -- a batch that crashes the pipeline ----------------------------------------------------------
     #
@@ -612,7 +663,7 @@ class Daemon:
             runner=self.config.settings.pipeline.runner, started_at=started, retry=self.item_retry,
         )
 
-    def run_once(self) -> tuple[PollSummary, list[BatchSummary], DispatchSummary]:
+    def run_once(self) -> tuple[PollSummary, list[BatchSummary], LifecycleSummary]:
         """One full cycle: poll every enabled feed (auto-disabled ones only when their retry is
         due), drain the spool (items waiting for a download retry stay), deliver alerts."""
         polled = self.poll(force=True)
@@ -629,7 +680,7 @@ class Daemon:
             batches.append(b)
             if b.items == 0:
                 break
-        return polled, batches, self.alert()
+        return polled, batches, self.alert(flush=True)
 
     # -- the scheduler --------------------------------------------------------------------------
 

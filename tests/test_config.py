@@ -113,6 +113,8 @@ def _keys(model: type, prefix: str = "") -> set[str]:
 
 
 def _paths(node: object, prefix: str = "") -> set[str]:
+    if isinstance(node, list):  # a list of models (alerts.routes): the keys of its items
+        return set().union(*(_paths(item, prefix) for item in node)) if node else set()
     if not isinstance(node, dict):
         return set()
     out = set()

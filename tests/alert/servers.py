@@ -244,8 +244,9 @@ class SmtpTestServer:
 class _HttpStandIn:
     """A pytest-httpserver on 127.0.0.1 with the routes `_routes()` registers; a context manager."""
 
-    def __init__(self) -> None:
-        self._server = HTTPServer(host=LOOPBACK, port=0)
+    def __init__(self, *, threaded: bool = False) -> None:
+        # threaded: one request that hangs (a fault the Slack stand-in injects) must not stall the rest
+        self._server = HTTPServer(host=LOOPBACK, port=0, threaded=threaded)
         self._server.no_handler_status_code = 404
         self._lock = threading.Lock()
 
@@ -375,18 +376,42 @@ class SilentServer:
 # --------------------------------------------------------------------------- Slack Web API
 
 
+@dataclass
+class SlackFaults:
+    """Faults the Slack stand-in injects, drawn per request from its own seeded random stream.
+
+    * `rate_429`: answer 429 ratelimited with Retry-After `retry_after` seconds (nothing stored)
+    * `rate_5xx`: answer 500/502/503 (nothing stored)
+    * `rate_hang`: for writes, store the message and then hold the answer `hang_seconds` (longer
+      than the client's timeout: it arrived, but the client cannot know); for reads, just hang
+    A write that arrives while a Retry-After the stand-in gave is still running is counted in
+    `SlackApiServer.retry_after_violations`.
+    """
+
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    rate_hang: float = 0.0
+    retry_after: float = 1.0
+    hang_seconds: float = 2.5
+    seed: int = 14
+
+
 class SlackApiServer(_HttpStandIn):
-    """A small stand-in for the Slack Web API on 127.0.0.1: `chat.postMessage` and
-    `conversations.history`, enough for a bot that posts alerts and reads its channel back.
+    """A small stand-in for the Slack Web API on 127.0.0.1: `chat.postMessage` (with `thread_ts`
+    and `reply_broadcast`), `chat.update`, `conversations.history` and `conversations.replies`, with
+    message metadata, one bot token, and injected faults (`SlackFaults`).
 
     * `api_url`: the base URL to give the client (`http://127.0.0.1:PORT/api/`).
-    * `TOKEN`, `CHANNEL`: the only bot token and channel id it accepts (`invalid_auth`,
-      `channel_not_found` otherwise).
-    * `messages`: every message posted, as dicts with ts, text, blocks, metadata (in order).
-    * `alert_ids()`: the alert id of every posted message (from its metadata), in order.
+    * `TOKEN`, `CHANNEL`: the bot token and the default channel id it accepts (`invalid_auth`,
+      `channel_not_found` otherwise); `channels=` accepts more.
+    * `messages`: every message posted (top-level and replies), as dicts with ts, channel, text,
+      blocks, metadata, thread_ts, reply_broadcast (in order); `updates` every chat.update.
+    * `alert_ids()`: the alert id of every top-level alert message (from its metadata), in order.
+    * `writes[channel]`: arrival times (time.monotonic) of posts and updates, for rate checks.
+    * `orphans`: replies whose thread_ts named no message of the channel (answered thread_not_found).
     * `answer_post(status, error, headers)`: make the next `chat.postMessage` calls fail like that
       (error=None and status=200 to go back to normal); `history_error` does the same for
-      `conversations.history`. `calls` counts requests per method.
+      `conversations.history`. `calls` counts requests per method; `faults_injected` per kind.
     * `after_post`: a callable run with each message after it is stored and before the answer is
       sent (e.g. to kill the client right after Slack accepted its post).
     """
@@ -394,10 +419,21 @@ class SlackApiServer(_HttpStandIn):
     TOKEN = "xoxb-0000-newsmon-test-token"
     CHANNEL = "C0NEWSMON1"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, channels: tuple[str, ...] = (), faults: SlackFaults | None = None) -> None:
+        super().__init__(threaded=True)
+        import random
+
+        self.channels = {self.CHANNEL, *channels}
         self.messages: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
+        self.faults = faults or SlackFaults()
+        self.faults_injected: dict[str, int] = {"429": 0, "5xx": 0, "hang": 0}
+        self.writes: dict[str, list[float]] = {}
+        self.orphans: list[dict[str, Any]] = []
+        self.retry_after_violations = 0
+        self._held_until: dict[str, float] = {}
+        self._rng = random.Random(self.faults.seed)
         self._post_fault: tuple[int, str | None, dict[str, str]] = (200, None, {})
         self.history_error: str | None = None
         self.after_post: Any = None  # called with each posted message before the answer goes out
@@ -408,7 +444,12 @@ class SlackApiServer(_HttpStandIn):
         return f"http://{LOOPBACK}:{self._server.port}/api/"
 
     def alert_ids(self) -> list[str | None]:
-        return [(m.get("metadata") or {}).get("event_payload", {}).get("alert_id") for m in self.messages]
+        return [(m.get("metadata") or {}).get("event_payload", {}).get("alert_id") for m in self.messages
+                if (m.get("metadata") or {}).get("event_type", "newsmon_alert") == "newsmon_alert"
+                and not m.get("thread_ts")]
+
+    def replies(self) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("thread_ts")]
 
     def answer_post(self, status: int = 200, error: str | None = None, headers: dict[str, str] | None = None) -> None:
         with self._lock:
@@ -427,51 +468,134 @@ class SlackApiServer(_HttpStandIn):
         with self._lock:
             self.messages.clear()
 
-    def _post(self, request: Request) -> Response:
+    def _count(self, method: str) -> None:
         with self._lock:
-            self.calls["chat.postMessage"] = self.calls.get("chat.postMessage", 0) + 1
+            self.calls[method] = self.calls.get(method, 0) + 1
+
+    def _fault(self, channel: str | None, write: bool) -> tuple[str | None, Response | None]:
+        """Draw this request's fault: (kind, answer to give now) or (None, None)."""
+        f = self.faults
+        with self._lock:
+            now = time.monotonic()
+            if write and channel is not None:
+                if now < self._held_until.get(channel, 0.0):
+                    self.retry_after_violations += 1
+                self.writes.setdefault(channel, []).append(now)
+            x = self._rng.random()
+            if x < f.rate_429:
+                self.faults_injected["429"] += 1
+                if channel is not None:
+                    self._held_until[channel] = now + f.retry_after
+                return "429", self._json({"ok": False, "error": "ratelimited"}, 429,
+                                         {"Retry-After": str(int(f.retry_after) if f.retry_after >= 1 else 1)})
+            x -= f.rate_429
+            if x < f.rate_5xx:
+                self.faults_injected["5xx"] += 1
+                status = self._rng.choice((500, 502, 503))
+                return "5xx", self._json({"ok": False, "error": "internal_error"}, status)
+            x -= f.rate_5xx
+            if x < f.rate_hang:
+                self.faults_injected["hang"] += 1
+                return "hang", None
+        return None, None
+
+    def _args(self, request: Request) -> dict[str, Any]:
+        body = request.get_json(force=True, silent=True)
+        if isinstance(body, dict):
+            return body
+        return {**request.args.to_dict(), **request.form.to_dict()}  # the SDK sends reads as form POSTs
+
+    def _post(self, request: Request) -> Response:
+        self._count("chat.postMessage")
+        with self._lock:
             status, error, headers = self._post_fault
         denied = self._auth(request)
         if denied is not None:
             return denied
         if error is not None or status != 200:
             return self._json({"ok": False, "error": error or "internal_error"}, status, headers)
-        body = request.get_json(force=True, silent=True) or {}
-        if body.get("channel") != self.CHANNEL:
+        body = self._args(request)
+        channel = body.get("channel")
+        if channel not in self.channels:
             return self._json({"ok": False, "error": "channel_not_found"})
+        kind, answer = self._fault(channel, write=True)
+        if answer is not None:
+            return answer
+        thread_ts = body.get("thread_ts")
         with self._lock:
+            if thread_ts and not any(m["ts"] == thread_ts and m["channel"] == channel and not m.get("thread_ts")
+                                     for m in self.messages):
+                self.orphans.append(body)
+                return self._json({"ok": False, "error": "thread_not_found"})
             # Real ts values are unique per channel and increase; a fake clock keeps them so.
             self._clock = max(self._clock + 0.000100, time.time())
             ts = f"{self._clock:.6f}"
             message = {
                 "type": "message",
                 "ts": ts,
+                "channel": channel,
                 "text": body.get("text"),
                 "blocks": body.get("blocks"),
                 "metadata": body.get("metadata"),
+                "thread_ts": thread_ts,
+                "reply_broadcast": bool(body.get("reply_broadcast")),
             }
             self.messages.append(message)
         if self.after_post is not None:
             self.after_post(message)
-        return self._json({"ok": True, "channel": self.CHANNEL, "ts": ts, "message": message})
+        if kind == "hang":
+            time.sleep(self.faults.hang_seconds)
+        return self._json({"ok": True, "channel": channel, "ts": ts, "message": message})
 
-    def _history(self, request: Request) -> Response:
-        with self._lock:
-            self.calls["conversations.history"] = self.calls.get("conversations.history", 0) + 1
+    def _update(self, request: Request) -> Response:
+        self._count("chat.update")
         denied = self._auth(request)
         if denied is not None:
             return denied
-        if self.history_error:
+        body = self._args(request)
+        channel = body.get("channel")
+        kind, answer = self._fault(channel, write=True)
+        if answer is not None:
+            return answer
+        with self._lock:
+            target = next((m for m in self.messages if m["ts"] == body.get("ts") and m["channel"] == channel), None)
+            if target is None:
+                return self._json({"ok": False, "error": "message_not_found"})
+            target["text"], target["blocks"] = body.get("text"), body.get("blocks")
+            self.updates.append({"channel": channel, "ts": body.get("ts"), "text": body.get("text"),
+                                 "blocks": body.get("blocks")})
+        if kind == "hang":
+            time.sleep(self.faults.hang_seconds)
+        return self._json({"ok": True, "channel": channel, "ts": body.get("ts")})
+
+    def _read(self, request: Request, method: str) -> Response:
+        self._count(method)
+        denied = self._auth(request)
+        if denied is not None:
+            return denied
+        if self.history_error and method == "conversations.history":
             return self._json({"ok": False, "error": self.history_error})
-        args = {**request.args.to_dict(), **request.form.to_dict()}  # the SDK sends a form POST
-        if args.get("channel") != self.CHANNEL:
+        args = self._args(request)
+        channel = args.get("channel")
+        if channel not in self.channels:
             return self._json({"ok": False, "error": "channel_not_found"})
+        kind, answer = self._fault(channel, write=False)
+        if answer is not None:
+            return answer
+        if kind == "hang":
+            time.sleep(self.faults.hang_seconds)
         oldest = float(args.get("oldest") or 0)
         limit = int(args.get("limit") or 100)
         start = int(args.get("cursor") or 0)
-        with_meta = args.get("include_all_metadata") in ("1", "true", "True")
+        with_meta = str(args.get("include_all_metadata")) in ("1", "true", "True")
         with self._lock:
-            found = [m for m in reversed(self.messages) if float(m["ts"]) > oldest]  # newest first
+            if method == "conversations.history":  # the channel: top-level messages and broadcast replies
+                found = [m for m in reversed(self.messages) if m["channel"] == channel and float(m["ts"]) > oldest
+                         and (not m.get("thread_ts") or m.get("reply_broadcast"))]  # newest first
+            else:  # one thread: the parent and its replies, oldest first
+                ts = args.get("ts")
+                found = [m for m in self.messages if m["channel"] == channel
+                         and (m["ts"] == ts or m.get("thread_ts") == ts) and (float(m["ts"]) > oldest or m["ts"] == ts)]
         page = found[start : start + limit]
         if not with_meta:
             page = [{k: v for k, v in m.items() if k != "metadata"} for m in page]
@@ -483,6 +607,12 @@ class SlackApiServer(_HttpStandIn):
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         })
 
+    def _history(self, request: Request) -> Response:
+        return self._read(request, "conversations.history")
+
     def _routes(self) -> None:
         self._server.expect_request("/api/chat.postMessage", method="POST").respond_with_handler(self._post)
+        self._server.expect_request("/api/chat.update", method="POST").respond_with_handler(self._update)
         self._server.expect_request("/api/conversations.history").respond_with_handler(self._history)
+        self._server.expect_request("/api/conversations.replies").respond_with_handler(
+            lambda r: self._read(r, "conversations.replies"))

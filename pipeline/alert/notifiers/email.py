@@ -32,7 +32,8 @@ import logging
 import re
 import smtplib
 import ssl
-from datetime import UTC
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -136,7 +137,33 @@ class EmailNotifier:
         email.set_content(render_text(msg), charset="utf-8")
         return email
 
+    def build_other(
+        self, subject: str, body: str, message_id_: str, *, created: datetime, in_reply_to: str | None = None,
+        references: Sequence[str] = (), alert_id: str | None = None,
+    ) -> EmailMessage:
+        """A message that is not the alert itself: a follow-up in the alert's thread
+        (`In-Reply-To`/`References`, RFC 5322 3.6.4), a digest, a test or a health alert."""
+        email = EmailMessage()
+        email["Subject"] = subject
+        email["From"] = self.sender
+        email["To"] = ", ".join(self.recipients)
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        email["Date"] = format_datetime(created.astimezone(UTC))
+        email["Message-ID"] = message_id_
+        if in_reply_to:
+            email["In-Reply-To"] = in_reply_to
+            email["References"] = " ".join(dict.fromkeys([*references, in_reply_to]))
+        email["Auto-Submitted"] = "auto-generated"
+        if alert_id:
+            email["X-Newsmon-Alert-Id"] = alert_id
+        email.set_content(body, charset="utf-8")
+        return email
+
     def send(self, msg: AlertMessage) -> None:
+        self.deliver(self.build_message(msg), msg.alert_id)
+
+    def deliver(self, email: EmailMessage, what: str) -> None:
+        """Send one built message (an alert, a follow-up, a digest); `what` names it in logs."""
         if self.username and not self.starttls:
             # Checked before connecting: AUTH PLAIN/LOGIN would put the password on the wire in
             # clear text (base64 is not encryption).
@@ -146,7 +173,6 @@ class EmailNotifier:
             )
         if self.username and self._password is None:
             raise PermanentDeliveryError("email: a username is configured but no password")
-        email = self.build_message(msg)
         where = f"{self.host}:{self.port}"
         try:
             refused = self._deliver(email)
@@ -187,20 +213,20 @@ class EmailNotifier:
         except ValueError as err:
             # UnicodeError included: a non-ASCII address the server cannot take, or a malformed
             # header value. Sending the same alert again will fail the same way.
-            raise PermanentDeliveryError(f"email: cannot encode alert {msg.alert_id}: {err}") from err
+            raise PermanentDeliveryError(f"email: cannot encode {what}: {err}") from err
         except OSError as err:
             # Refused, reset, unreachable, DNS failure, timeout, TLS handshake trouble.
             raise TransientDeliveryError(f"email: cannot talk to {where}: {type(err).__name__}: {err}") from err
 
         if refused:
             log.warning(
-                "email: alert %s delivered, but %s refused %d recipient(s): %s",
-                msg.alert_id,
+                "email: %s delivered, but %s refused %d recipient(s): %s",
+                what,
                 where,
                 len(refused),
                 ", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in refused.items()),
             )
-        log.debug("email: delivered alert %s via %s", msg.alert_id, where)
+        log.debug("email: delivered %s via %s", what, where)
 
     def _deliver(self, email: EmailMessage) -> dict[str, tuple[int, bytes]]:
         # Passing host to the constructor (rather than calling connect later) matters: smtplib

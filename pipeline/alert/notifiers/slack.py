@@ -209,6 +209,7 @@ class SlackApiNotifier:
         api_url: str = "https://slack.com/api/",
         timeout: float = 10.0,
         history_pages: int = 10,
+        route: str = "default",
     ) -> None:
         parts = urlsplit(api_url.strip())
         host = parts.hostname or ""
@@ -227,6 +228,7 @@ class SlackApiNotifier:
         self.api_url = api_url.strip().rstrip("/") + "/"
         self.timeout = timeout
         self.history_pages = history_pages
+        self.route = route  # in the metadata: two routes may share a Slack channel
         # retry_handlers=[]: the outbox owns retries (see SlackWebhookNotifier).
         self._client = WebClient(
             token=self._token,
@@ -272,45 +274,69 @@ class SlackApiNotifier:
             ) from None
 
     def send(self, msg: AlertMessage) -> str | None:
-        payload = render_slack(msg)
+        return self.post(
+            render_slack(msg),
+            {"event_type": METADATA_EVENT,
+             "event_payload": {"alert_id": msg.alert_id, "topic": msg.topic, "story_id": msg.story_id,
+                               **({"route": self.route} if self.route != "default" else {})}},
+        )
+
+    def post(
+        self, payload: dict[str, Any], metadata: dict[str, Any], *, thread_ts: str | None = None, broadcast: bool = False
+    ) -> str | None:
+        """One `chat.postMessage` (a thread reply with `thread_ts`, also shown in the channel with
+        `broadcast`); returns the message ts."""
+        extra: dict[str, Any] = {}
+        if thread_ts:
+            extra["thread_ts"] = thread_ts
+            if broadcast:
+                extra["reply_broadcast"] = True
         response = self._call(
             "chat.postMessage",
             self._client.chat_postMessage,
             channel=self.channel_id,
             text=payload["text"],
-            blocks=payload["blocks"],
+            blocks=payload.get("blocks"),
             unfurl_links=False,
             unfurl_media=False,
-            metadata={
-                "event_type": METADATA_EVENT,
-                "event_payload": {"alert_id": msg.alert_id, "topic": msg.topic, "story_id": msg.story_id},
-            },
+            metadata=metadata,
+            **extra,
         )
         ts = response.get("ts") if hasattr(response, "get") else None
-        log.debug("slack: posted alert %s ts=%s", msg.alert_id, ts)
+        log.debug("slack: posted %s ts=%s thread=%s", metadata.get("event_type"), ts, thread_ts)
         return str(ts) if ts else None
 
-    def confirm(self, msg: AlertMessage, since: datetime) -> str | None:
-        """The ts of this alert's message if the channel has it (posted at or after `since`,
-        less a minute of clock skew), else None. Raises TransientDeliveryError when the channel
-        cannot be read now, so the caller decides later rather than guessing."""
+    def update(self, ts: str, payload: dict[str, Any]) -> None:
+        """`chat.update` of a message this bot posted (the parent's outlet count). Idempotent."""
+        self._call(
+            "chat.update", self._client.chat_update,
+            channel=self.channel_id, ts=ts, text=payload["text"], blocks=payload.get("blocks"),
+        )
+
+    def find(
+        self, key: str, value: str, since: datetime, *, thread_ts: str | None = None, event_type: str = METADATA_EVENT
+    ) -> str | None:
+        """The ts of a message of `event_type` whose metadata payload has `key` = `value` (and this notifier's
+        route), posted since `since` less a minute, in the channel or in the thread `thread_ts`;
+        None if there is none. Raises TransientDeliveryError when the channel cannot be read now."""
         oldest = f"{max(0.0, since.timestamp() - 60):.6f}"
         cursor: str | None = None
         for _ in range(self.history_pages):
-            response = self._call(
-                "conversations.history",
-                self._client.conversations_history,
-                channel=self.channel_id,
-                oldest=oldest,
-                include_all_metadata=True,
-                limit=200,
-                cursor=cursor,
-            )
+            if thread_ts:
+                response = self._call(
+                    "conversations.replies", self._client.conversations_replies, channel=self.channel_id,
+                    ts=thread_ts, oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor,
+                )
+            else:
+                response = self._call(
+                    "conversations.history", self._client.conversations_history, channel=self.channel_id,
+                    oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor,
+                )
             for m in response.get("messages") or ():
-                meta = m.get("metadata") or {}
-                if meta.get("event_type") == METADATA_EVENT and (meta.get("event_payload") or {}).get(
-                    "alert_id"
-                ) == msg.alert_id:
+                if (m.get("metadata") or {}).get("event_type") != event_type:
+                    continue
+                meta = (m.get("metadata") or {}).get("event_payload") or {}
+                if meta.get(key) == value and (meta.get("route") or "default") == self.route:
                     return str(m.get("ts") or "") or "found"
             cursor = ((response.get("response_metadata") or {}).get("next_cursor")) or None
             if not cursor:
@@ -318,3 +344,9 @@ class SlackApiNotifier:
         raise TransientDeliveryError(
             f"slack: more than {self.history_pages} pages of channel history since the claim; cannot confirm"
         )
+
+    def confirm(self, msg: AlertMessage, since: datetime) -> str | None:
+        """The ts of this alert's message if the channel has it (posted at or after `since`,
+        less a minute of clock skew), else None. Raises TransientDeliveryError when the channel
+        cannot be read now, so the caller decides later rather than guessing."""
+        return self.find("alert_id", msg.alert_id, since)
