@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import shutil
 import sqlite3
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -201,12 +203,25 @@ def measure(data: Path, repeat: int, *, base_trend: bool, rng: random.Random) ->
         if base_trend:
             out["trend_base_tables"] = median_time(lambda: s.query(TREND_BASE), 1)
         n = s.scalar("SELECT count(*) FROM articles")
-        probe = [f"{rng.getrandbits(80):020x}" for _ in range(250)]
-        _, known = s.query("SELECT item_id FROM items USING SAMPLE 250 ROWS")
-        probe += [r[0] for r in known]
-        out["probe_known_items"] = median_time(lambda: s.known_item_ids(probe), repeat)
+        probes = {}
+        for table, key in (("items", "item_id"), ("articles", "article_id"), ("stories", "story_id")):
+            _, known = s.query(f"SELECT {key} FROM {table} USING SAMPLE 250 ROWS")
+            probes[table] = [f"{rng.getrandbits(80):020x}" for _ in range(250)] + [r[0] for r in known]
+        # What the probe cost before the key sets: the key column scanned (a reader still does that).
+        out["probe_known_items_scan"] = median_time(lambda: s.known_item_ids(probes["items"]), repeat)
         out["probe_pending_items"] = median_time(lambda: s.pending_items(2000), repeat)
     out["articles"] = float(n)
+    # The writer's key sets (store/keys.py): loaded once at the first probe, then probed in memory.
+    with Store.open(data) as w:
+        t = time.perf_counter()
+        sizes = w.key_set_sizes()
+        out["key_sets_load_s"] = time.perf_counter() - t
+        out["key_sets_mb"] = sum(b for _, b in sizes.values()) / 1e6
+        assert w.known_item_ids(probes["items"]) == set(probes["items"][250:]), "key set disagrees with the table"
+        out["probe_known_items"] = median_time(lambda: w.known_item_ids(probes["items"]), repeat)
+        for table in ("articles", "stories"):
+            ks = w._key_set(table)  # noqa: SLF001 - the probe load_batch makes
+            out[f"probe_known_{table}"] = median_time(lambda ks=ks, p=probes[table]: ks.known(p), repeat)
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pipeline.cli", "query", "--data-dir", str(data), "SELECT 1"],
                    check=True, capture_output=True)
@@ -325,6 +340,10 @@ def table(rows: dict[str, dict[str, float]], cols: list[str]) -> str:
     return "\n".join(out)
 
 
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--articles", default="1000000", help="comma-separated sizes (default 1000000)")
@@ -333,6 +352,7 @@ def main() -> None:
     ap.add_argument("--text-words", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--base-trend", action="store_true", help="also time the trend from the base tables")
+    ap.add_argument("--parallel", action="store_true", help="simulate the on and off copies at the same time (2 processes)")
     ap.add_argument("--small", action="store_true", help="CI size: 5,000 articles, 40 batches")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON {size: {store: {figure: value}}}")
     ap.add_argument("--dir", help="where to build (default: a temporary directory, removed after)")
@@ -341,8 +361,6 @@ def main() -> None:
         args.articles, args.batches, args.maintain_every, args.repeat, args.base_trend = "5000", 40, 10, 1, True
     sizes = [int(x) for x in args.articles.split(",")]
 
-    def log(msg: str) -> None:
-        print(msg, flush=True)
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-store-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -373,8 +391,14 @@ def main() -> None:
                 shutil.rmtree(d, ignore_errors=True)
                 relocate(base, d)
             log(f"== {n:,} articles: {args.batches:,} batches, maintenance every {args.maintain_every} (on) / never (off)")
-            sim_on = simulate(on, args.batches, end, maintain_every=args.maintain_every, log=log)
-            sim_off = simulate(off, args.batches, end, maintain_every=None, log=log)
+            if args.parallel:  # the two copies in two processes: each its own writer, as two daemons
+                with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    f_on = pool.submit(simulate, on, args.batches, end, maintain_every=args.maintain_every, log=log)
+                    f_off = pool.submit(simulate, off, args.batches, end, maintain_every=None, log=log)
+                    sim_on, sim_off = f_on.result(), f_off.result()
+            else:
+                sim_on = simulate(on, args.batches, end, maintain_every=args.maintain_every, log=log)
+                sim_off = simulate(off, args.batches, end, maintain_every=None, log=log)
             res["maint_off"] = {**measure(off, args.repeat, base_trend=args.base_trend, rng=rng), **health(off), **sim_off}
             res["maint_on"] = {**measure(on, args.repeat, base_trend=args.base_trend, rng=rng), **health(on), **sim_on}
             with Store.open(on) as s:
