@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_store.py [--articles 1000000,10000000] [--batches 5000]
     .venv/bin/python bench/bench_store.py --small        # CI size: 5,000 articles, 40 batches
+    .venv/bin/python bench/bench_store.py --key-sets     # the writer's key-set probe at 100k/1M/10M keys
 
 For each size it
 1. builds a store through the project's own schema (Store.open runs the migrations) with bulk
@@ -340,6 +341,40 @@ def table(rows: dict[str, dict[str, float]], cols: list[str]) -> str:
     return "\n".join(out)
 
 
+def key_set_scaling(repeat: int) -> None:
+    """The writer's key-set probe (store/keys.py) at 100k, 1M and 10M keys, without building stores:
+    500 ids (half stored) per probe, as a poll chunk or a batch asks; ratios to 100k in one run.
+    CPU time (process_time) medians: on a shared machine the wall time of a millisecond is noise."""
+    import numpy as np
+
+    from pipeline.store.keys import KeySet, key_hash
+
+    def cpu(fn: Callable[[], object]) -> float:
+        times = []
+        for _ in range(max(repeat, 7)):
+            t = time.process_time()
+            fn()
+            times.append(time.process_time() - t)
+        return statistics.median(times)
+
+    rng = random.Random(11)
+    base = None
+    log("keys        probe_500_cpu_ms  ratio  add_120_cpu_ms  build_cpu_s   MB")
+    for n in (100_000, 1_000_000, 10_000_000):
+        stored = [f"{rng.getrandbits(80):020x}" for _ in range(250)]
+        hashes = np.random.default_rng(n).integers(0, 2**64 - 1, size=n - 250, dtype=np.uint64, endpoint=True)
+        t = time.process_time()
+        ks = KeySet(np.concatenate([hashes, np.array([key_hash(k) for k in stored], dtype=np.uint64)]))
+        build_s = time.process_time() - t
+        probe = stored + [f"{rng.getrandbits(80):020x}" for _ in range(250)]
+        assert ks.known(probe) == set(stored)
+        probe_s = cpu(lambda ks=ks, probe=probe: ks.known(probe))
+        fresh = iter([[f"{rng.getrandbits(80):020x}" for _ in range(120)] for _ in range(max(repeat, 7))])
+        add_s = cpu(lambda ks=ks, fresh=fresh: ks.add(next(fresh)))
+        base = base or probe_s
+        log(f"{n:>10,}  {1000 * probe_s:16.2f}  {probe_s / base:5.2f}  {1000 * add_s:14.2f}  {build_s:11.2f}  {ks.nbytes / 1e6:5.0f}")
+
+
 def log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -353,10 +388,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--base-trend", action="store_true", help="also time the trend from the base tables")
     ap.add_argument("--parallel", action="store_true", help="simulate the on and off copies at the same time (2 processes)")
+    ap.add_argument("--key-sets", action="store_true", help="only the key-set probe at 100k, 1M and 10M keys")
     ap.add_argument("--small", action="store_true", help="CI size: 5,000 articles, 40 batches")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON {size: {store: {figure: value}}}")
     ap.add_argument("--dir", help="where to build (default: a temporary directory, removed after)")
     args = ap.parse_args()
+    if args.key_sets:
+        key_set_scaling(args.repeat)
+        return
     if args.small:
         args.articles, args.batches, args.maintain_every, args.repeat, args.base_trend = "5000", 40, 10, 1, True
     sizes = [int(x) for x in args.articles.split(",")]
