@@ -12,7 +12,8 @@ Mix (after the first cycle, where every feed is new): 80 % answer 304 (honest ET
 the same body again without validators (a 200 skipped by the body hash), 10 % publish a new item
 before every cycle. The daemon's clock is injected and moves 8 h per cycle so every feed is due.
 Per cycle it prints wall time, the part of it spent committing to the store (one
-`Store.record_polls` transaction per chunk of completed polls, on the daemon's thread while the workers fetch), CPU
+`Store.record_polls` transaction per chunk of completed polls, on the daemon's thread while the workers fetch),
+that part's share of the wall time and the number of commits, CPU
 per feed (time.process_time of this process: poller, parser and store, DuckDB's threads
 included), the committing thread's CPU per feed (time.thread_time around record_polls), the
 requests the server saw, and the share of fetches answered by 304 or the hash skip.
@@ -100,7 +101,7 @@ def main() -> None:
         )
         now = [datetime(2026, 3, 2, tzinfo=UTC)]
         daemon = Daemon(cfg, clock=lambda: now[0], notifiers=[])
-        store_seconds = [0.0, 0.0]  # wall, CPU of the committing thread
+        store_seconds = [0.0, 0.0, 0]  # wall, CPU of the committing thread, commits
         outcomes: Counter[str] = Counter()
         record = daemon.store.record_polls
 
@@ -111,12 +112,13 @@ def main() -> None:
             finally:
                 store_seconds[0] += time.perf_counter() - t
                 store_seconds[1] += time.thread_time() - c
+                store_seconds[2] += 1
                 outcomes.update(p.outcome for p in polls)
 
         daemon.store.record_polls = timed_record  # type: ignore[method-assign]
         print(f"{args.feeds} feeds on {args.hosts} loopback hosts, {args.workers} workers, "
               f"per-host concurrency {cfg.settings.fetch.per_host_concurrency}")
-        print("cycle  wall_s  store_s  cpu_ms/feed  store_cpu_ms/feed  requests  304  unchanged  ok  errors  304+skip")
+        print("cycle  wall_s  store_s  share  commits  cpu_ms/feed  store_cpu_ms/feed  requests  304  unchanged  ok  errors  304+skip")
         totals: Counter[str] = Counter()
         try:
             for cycle in range(1, args.cycles + 1):
@@ -126,7 +128,7 @@ def main() -> None:
                 parent.send("hits")
                 hits_before = parent.recv()
                 outcomes.clear()
-                store_seconds[0] = store_seconds[1] = 0.0
+                store_seconds[:] = [0.0, 0.0, 0]
                 wall, cpu = time.perf_counter(), time.process_time()
                 summary = daemon.poll()
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -135,7 +137,8 @@ def main() -> None:
                 polled = sum(outcomes.values())
                 skip = outcomes["not_modified"] + outcomes["unchanged"]
                 print(
-                    f"{cycle:5d}  {wall:6.1f}  {store_seconds[0]:7.1f}  {1000 * cpu / max(1, polled):11.2f}  "
+                    f"{cycle:5d}  {wall:6.1f}  {store_seconds[0]:7.1f}  {100 * store_seconds[0] / wall:4.0f}%  "
+                    f"{store_seconds[2]:7d}  {1000 * cpu / max(1, polled):11.2f}  "
                     f"{1000 * store_seconds[1] / max(1, polled):17.2f}  {requests:8d}  {outcomes['not_modified']:4d}  "
                     f"{outcomes['unchanged']:9d}  {outcomes['ok']:3d}  {summary.errors:6d}  "
                     f"{100 * skip / max(1, polled):7.1f}%"

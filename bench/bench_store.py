@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_store.py [--articles 1000000,10000000] [--batches 5000]
     .venv/bin/python bench/bench_store.py --small        # CI size: 5,000 articles, 40 batches
+    .venv/bin/python bench/bench_store.py --key-sets     # the writer's key-set probe at 100k/1M/10M keys
 
 For each size it
 1. builds a store through the project's own schema (Store.open runs the migrations) with bulk
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import shutil
 import sqlite3
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -201,12 +204,25 @@ def measure(data: Path, repeat: int, *, base_trend: bool, rng: random.Random) ->
         if base_trend:
             out["trend_base_tables"] = median_time(lambda: s.query(TREND_BASE), 1)
         n = s.scalar("SELECT count(*) FROM articles")
-        probe = [f"{rng.getrandbits(80):020x}" for _ in range(250)]
-        _, known = s.query("SELECT item_id FROM items USING SAMPLE 250 ROWS")
-        probe += [r[0] for r in known]
-        out["probe_known_items"] = median_time(lambda: s.known_item_ids(probe), repeat)
+        probes = {}
+        for table, key in (("items", "item_id"), ("articles", "article_id"), ("stories", "story_id")):
+            _, known = s.query(f"SELECT {key} FROM {table} USING SAMPLE 250 ROWS")
+            probes[table] = [f"{rng.getrandbits(80):020x}" for _ in range(250)] + [r[0] for r in known]
+        # What the probe cost before the key sets: the key column scanned (a reader still does that).
+        out["probe_known_items_scan"] = median_time(lambda: s.known_item_ids(probes["items"]), repeat)
         out["probe_pending_items"] = median_time(lambda: s.pending_items(2000), repeat)
     out["articles"] = float(n)
+    # The writer's key sets (store/keys.py): loaded once at the first probe, then probed in memory.
+    with Store.open(data) as w:
+        t = time.perf_counter()
+        sizes = w.key_set_sizes()
+        out["key_sets_load_s"] = time.perf_counter() - t
+        out["key_sets_mb"] = sum(b for _, b in sizes.values()) / 1e6
+        assert w.known_item_ids(probes["items"]) == set(probes["items"][250:]), "key set disagrees with the table"
+        out["probe_known_items"] = median_time(lambda: w.known_item_ids(probes["items"]), repeat)
+        for table in ("articles", "stories"):
+            ks = w._key_set(table)  # noqa: SLF001 - the probe load_batch makes
+            out[f"probe_known_{table}"] = median_time(lambda ks=ks, p=probes[table]: ks.known(p), repeat)
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pipeline.cli", "query", "--data-dir", str(data), "SELECT 1"],
                    check=True, capture_output=True)
@@ -325,6 +341,44 @@ def table(rows: dict[str, dict[str, float]], cols: list[str]) -> str:
     return "\n".join(out)
 
 
+def key_set_scaling(repeat: int) -> None:
+    """The writer's key-set probe (store/keys.py) at 100k, 1M and 10M keys, without building stores:
+    500 ids (half stored) per probe, as a poll chunk or a batch asks; ratios to 100k in one run.
+    CPU time (process_time) medians: on a shared machine the wall time of a millisecond is noise."""
+    import numpy as np
+
+    from pipeline.store.keys import KeySet, key_hash
+
+    def cpu(fn: Callable[[], object]) -> float:
+        times = []
+        for _ in range(max(repeat, 7)):
+            t = time.process_time()
+            fn()
+            times.append(time.process_time() - t)
+        return statistics.median(times)
+
+    rng = random.Random(11)
+    base = None
+    log("keys        probe_500_cpu_ms  ratio  add_120_cpu_ms  build_cpu_s   MB")
+    for n in (100_000, 1_000_000, 10_000_000):
+        stored = [f"{rng.getrandbits(80):020x}" for _ in range(250)]
+        hashes = np.random.default_rng(n).integers(0, 2**64 - 1, size=n - 250, dtype=np.uint64, endpoint=True)
+        t = time.process_time()
+        ks = KeySet(np.concatenate([hashes, np.array([key_hash(k) for k in stored], dtype=np.uint64)]))
+        build_s = time.process_time() - t
+        probe = stored + [f"{rng.getrandbits(80):020x}" for _ in range(250)]
+        assert ks.known(probe) == set(stored)
+        probe_s = cpu(lambda ks=ks, probe=probe: ks.known(probe))
+        fresh = iter([[f"{rng.getrandbits(80):020x}" for _ in range(120)] for _ in range(max(repeat, 7))])
+        add_s = cpu(lambda ks=ks, fresh=fresh: ks.add(next(fresh)))
+        base = base or probe_s
+        log(f"{n:>10,}  {1000 * probe_s:16.2f}  {probe_s / base:5.2f}  {1000 * add_s:14.2f}  {build_s:11.2f}  {ks.nbytes / 1e6:5.0f}")
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--articles", default="1000000", help="comma-separated sizes (default 1000000)")
@@ -333,16 +387,19 @@ def main() -> None:
     ap.add_argument("--text-words", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--base-trend", action="store_true", help="also time the trend from the base tables")
+    ap.add_argument("--parallel", action="store_true", help="simulate the on and off copies at the same time (2 processes)")
+    ap.add_argument("--key-sets", action="store_true", help="only the key-set probe at 100k, 1M and 10M keys")
     ap.add_argument("--small", action="store_true", help="CI size: 5,000 articles, 40 batches")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON {size: {store: {figure: value}}}")
     ap.add_argument("--dir", help="where to build (default: a temporary directory, removed after)")
     args = ap.parse_args()
+    if args.key_sets:
+        key_set_scaling(args.repeat)
+        return
     if args.small:
         args.articles, args.batches, args.maintain_every, args.repeat, args.base_trend = "5000", 40, 10, 1, True
     sizes = [int(x) for x in args.articles.split(",")]
 
-    def log(msg: str) -> None:
-        print(msg, flush=True)
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-store-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -373,8 +430,14 @@ def main() -> None:
                 shutil.rmtree(d, ignore_errors=True)
                 relocate(base, d)
             log(f"== {n:,} articles: {args.batches:,} batches, maintenance every {args.maintain_every} (on) / never (off)")
-            sim_on = simulate(on, args.batches, end, maintain_every=args.maintain_every, log=log)
-            sim_off = simulate(off, args.batches, end, maintain_every=None, log=log)
+            if args.parallel:  # the two copies in two processes: each its own writer, as two daemons
+                with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    f_on = pool.submit(simulate, on, args.batches, end, maintain_every=args.maintain_every, log=log)
+                    f_off = pool.submit(simulate, off, args.batches, end, maintain_every=None, log=log)
+                    sim_on, sim_off = f_on.result(), f_off.result()
+            else:
+                sim_on = simulate(on, args.batches, end, maintain_every=args.maintain_every, log=log)
+                sim_off = simulate(off, args.batches, end, maintain_every=None, log=log)
             res["maint_off"] = {**measure(off, args.repeat, base_trend=args.base_trend, rng=rng), **health(off), **sim_off}
             res["maint_on"] = {**measure(on, args.repeat, base_trend=args.base_trend, rng=rng), **health(on), **sim_on}
             with Store.open(on) as s:

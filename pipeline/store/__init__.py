@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -39,6 +39,9 @@ from pipeline.store import rollups
 from pipeline.store.connection import connect, prepare_data_dir
 from pipeline.store.lock import WriterLock
 from pipeline.store.migrate import migrate
+
+if TYPE_CHECKING:
+    from pipeline.store.keys import KeySet
 
 LAKE = "lake"
 
@@ -128,6 +131,10 @@ class Store:
         self._lock = threading.RLock()
         self.data_dir = data_dir
         self.read_only = read_only
+        # The writer's in-memory key sets (store/keys.py), loaded on first use, and the keys the
+        # open transaction wrote (added to the sets once it has committed).
+        self._key_sets: dict[str, KeySet] | None = None
+        self._txn_keys: dict[str, list[str]] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -185,12 +192,51 @@ class Store:
         """One atomic unit: everything inside commits together or not at all."""
         with self._lock:
             self._con.execute("BEGIN TRANSACTION")
+            self._txn_keys = {}
             try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+                try:
+                    yield self._con
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+                # Only now are the keys this transaction wrote in the store.
+                if self._key_sets is not None:
+                    for table, keys in self._txn_keys.items():
+                        self._key_sets[table].add(keys)
+            finally:
+                self._txn_keys = None
+
+    # -- key sets (pipeline/store/keys.py) ------------------------------------------------------
+
+    def _key_set(self, table: str) -> KeySet:
+        """The writer's in-memory set of `table`'s keys; loaded from the store on first use."""
+        sets = self._key_sets
+        if sets is None:
+            # Here, not at import: numpy is not needed by readers (`newsmon query` starts faster).
+            from pipeline.store.keys import INDEXED, KeySet, hash_sql
+
+            with self._lock:
+                if self._key_sets is None:
+                    if self._txn_keys is not None:
+                        # Loading inside a transaction would read its uncommitted rows as stored.
+                        raise RuntimeError("key sets must be loaded before a transaction begins")
+                    self._key_sets = {
+                        t: KeySet(self._con.execute(
+                            f"SELECT {hash_sql(k)} AS h FROM {LAKE}.{t} WHERE {k} IS NOT NULL").fetchnumpy()["h"])
+                        for t, k in INDEXED
+                    }
+                sets = self._key_sets
+        return sets[table]
+
+    def _wrote_keys(self, table: str, keys: Iterable[str]) -> None:
+        """Keys the open transaction inserted into an indexed table (see `transaction`)."""
+        assert self._txn_keys is not None, "only inside a transaction"
+        self._txn_keys.setdefault(table, []).extend(keys)
+
+    def key_set_sizes(self) -> dict[str, tuple[int, int]]:
+        """(keys, bytes) of each in-memory key set; loads them when needed (a writer only)."""
+        return {t: (len(self._key_set(t)), self._key_set(t).nbytes) for t in ("items", "articles", "stories")}
 
     # -- generic reads --------------------------------------------------------------------------
 
@@ -271,8 +317,13 @@ class Store:
         """
         if not polls:
             return {}
+        known = self._key_set("items")  # before the transaction (see _key_set)
         with self.transaction() as con:
-            new = _new_items(con, [it for p in polls for it in p.items])
+            unique: dict[str, FeedItem] = {}
+            for it in (it for p in polls for it in p.items):
+                unique.setdefault(it.item_id, it)
+            seen = known.known(unique)
+            new = [it for iid, it in unique.items() if iid not in seen]
             # Attribute each new item to the first poll of the chunk that brought it.
             unclaimed = {it.item_id for it in new}
             new_per_poll: list[list[FeedItem]] = []
@@ -305,19 +356,14 @@ class Store:
                     for it in new
                 ],
             )
-            feed_ids = list(new_by_feed)
-            with _keys(con, feed_ids) as keys:
-                totals = dict(
-                    con.execute(f"SELECT feed_id, items_total FROM {LAKE}.feed_state WHERE feed_id IN (SELECT k FROM {keys})").fetchall()
-                )
+            self._wrote_keys("items", unique.keys() - seen)
             states: dict[str, dict[str, Any]] = {}
+            added: dict[str, int] = {}
             for p, mine in zip(polls, new_per_poll, strict=True):  # a feed's last poll in the chunk wins
                 fid = p.state.feed_id
-                totals[fid] = (totals.get(fid) or 0) + len(mine)
-                states[fid] = {**p.state.__dict__, "items_total": totals[fid]}
-            with _keys(con, feed_ids) as keys:
-                con.execute(f"DELETE FROM {LAKE}.feed_state WHERE feed_id IN (SELECT k FROM {keys})")
-            _insert(con, "feed_state", list(states.values()))
+                added[fid] = added.get(fid, 0) + len(mine)
+                states[fid] = {**p.state.__dict__, "items_total": added[fid]}
+            _upsert_feed_states(con, list(states.values()))
             _insert(
                 con,
                 "fetch_log",
@@ -387,7 +433,10 @@ class Store:
         return [(DedupDoc(r[0], r[1], r[2] or "", r[3] or "", r[4], r[5] or ""), r[6]) for r in rows]
 
     def known_item_ids(self, ids: Iterable[str]) -> set[str]:
-        """Which of `ids` the spool already holds."""
+        """Which of `ids` the spool already holds. The writer answers from its key set, without
+        the store lock (the poll workers ask once per parsed feed); a reader probes the table."""
+        if not self.read_only:
+            return self._key_set("items").known(ids)
         with self._lock:
             return _existing(self._con, "items", "item_id", ids)
 
@@ -417,6 +466,7 @@ class Store:
         row (stage, key = item id, reason, attempts, last error, the item as payload).
         """
         topic_descriptions = topic_descriptions or {}
+        article_keys, story_keys = self._key_set("articles"), self._key_set("stories")  # before the transaction
         with self.transaction() as con:
             # Items carry the seen_at their row was written with: the probes read recent files only.
             seen_since = min((r.item.seen_at for r in results), default=None)
@@ -427,8 +477,8 @@ class Store:
             )
             retries: list[dict[str, Any]] = []
             dead: list[dict[str, Any]] = []
-            known_articles = _existing(con, "articles", "article_id", [r.article.article_id for r in results if r.article])
-            known_stories = _existing(con, "stories", "story_id", [r.assignment.story_id for r in results if r.assignment])
+            known_articles = article_keys.known(r.article.article_id for r in results if r.article)
+            known_stories = story_keys.known(r.assignment.story_id for r in results if r.assignment)
             known_alerts: set[str] = set()  # alert ids queued in this batch
             articles, stories, members, matches, outbox, dispositions = [], [], [], [], [], []
             counts: dict[str, int] = {}
@@ -549,6 +599,8 @@ class Store:
             outbox = [o for o in outbox if o["alert_id"] not in real_known]
             _insert(con, "articles", articles)
             _insert(con, "stories", stories)
+            self._wrote_keys("articles", (a["article_id"] for a in articles))
+            self._wrote_keys("stories", (st["story_id"] for st in stories))
             _insert(con, "story_members", members)
             _insert(con, "topic_matches", matches)
             _insert(con, "alert_outbox", outbox)
@@ -789,12 +841,33 @@ def _existing(con: duckdb.DuckDBPyConnection, table: str, key: str, values: Iter
     return {r[0] for r in rows}
 
 
-def _new_items(con: duckdb.DuckDBPyConnection, items: Sequence[FeedItem]) -> list[FeedItem]:
-    unique: dict[str, FeedItem] = {}
-    for it in items:
-        unique.setdefault(it.item_id, it)
-    seen = _existing(con, "items", "item_id", unique)
-    return [it for iid, it in unique.items() if iid not in seen]
+def _upsert_feed_states(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    """Write each row's feed state; its `items_total` is the count to add to the stored one.
+
+    One UPDATE for the feeds already there (it adds the counts in SQL, so the totals need no
+    probe first) and an INSERT only when some feed is new: in a steady cycle a chunk costs one
+    pass over feed_state, not a probe, a DELETE and an INSERT."""
+    if not rows:
+        return
+    import pyarrow as pa  # here, not at import: readers (`newsmon query`) start faster without it
+
+    data = pa.Table.from_pylist(rows)
+    cols = [c for c in data.column_names if c not in ("feed_id", "items_total")]
+    con.register("_states", data)
+    try:
+        assignments = ", ".join(f"{c} = s.{c}" for c in cols)
+        updated = con.execute(
+            f"UPDATE {LAKE}.feed_state SET {assignments}, items_total = coalesce(feed_state.items_total, 0) + s.items_total "
+            f"FROM _states s WHERE feed_state.feed_id = s.feed_id"
+        ).fetchone()[0]
+        if updated < len(rows):
+            names = ", ".join(data.column_names)
+            con.execute(
+                f"INSERT INTO {LAKE}.feed_state ({names}) SELECT {names} FROM _states "
+                f"WHERE feed_id NOT IN (SELECT feed_id FROM {LAKE}.feed_state)"
+            )
+    finally:
+        con.unregister("_states")
 
 
 def _pending_ids(
