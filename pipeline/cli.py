@@ -737,9 +737,8 @@ def cmd_topics_train(args: argparse.Namespace) -> int:
 def _stored_labels(cfg):
     """(topic, Labelled) for every analyst label in the store; none when there is no store yet."""
     from pipeline.store import Store
-    from pipeline.topics.train import Labelled
-
     from pipeline.store.connection import catalog_exists
+    from pipeline.topics.train import Labelled
 
     if not catalog_exists(Path(cfg.data_dir), cfg.store_location):
         return []

@@ -13,6 +13,7 @@ store tests and the end-to-end test against them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -130,10 +131,10 @@ class SeaweedS3:
         weed = _weed()
         assert weed is not None
         cfg = self.root / "s3.json"
-        cfg.write_text(
-            '{"identities": [{"name": "newsmon", "credentials": [{"accessKey": "%s", "secretKey": "%s"}],'
-            ' "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}' % (S3_KEY_ID, S3_SECRET)
-        )
+        cfg.write_text(json.dumps({"identities": [{
+            "name": "newsmon", "credentials": [{"accessKey": S3_KEY_ID, "secretKey": S3_SECRET}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}))
         ports = {k: free_port() for k in ("master", "volume", "filer", "mg", "vg", "fg", "sg")}
         data = self.root / "data"
         data.mkdir()

@@ -130,8 +130,28 @@ def _host(url: str) -> str:
     return (m.group(1) if m else "").removeprefix("www.")
 
 
+@dataclass(frozen=True)
+class Extracted:
+    """The two results of ExtractArticles: (FeedItem, Article) pairs and Rejected pages."""
+
+    articles: beam.PCollection
+    rejected: beam.PCollection
+
+
+def _is_rejected(out: object) -> bool:
+    return isinstance(out, Rejected)
+
+
+def _is_article(out: object) -> bool:
+    return not isinstance(out, Rejected)
+
+
 class ExtractArticles(beam.PTransform):
-    """Pages -> (FeedItem, Article) pairs (main output 'articles') and Rejected ('rejected')."""
+    """Pages -> Extracted: `articles` ((FeedItem, Article) pairs) and `rejected` (Rejected).
+
+    Each page is extracted once; the one outcome collection then feeds two Filters. Tagged outputs
+    (`with_outputs`) would say the same more briefly, but not every runner honours them (Beam's
+    DaskRunner hands every element to every output), and a Filter is understood by all."""
 
     def __init__(self, min_chars: int, now: datetime) -> None:
         super().__init__()
@@ -139,11 +159,14 @@ class ExtractArticles(beam.PTransform):
         self.now = now
 
     def expand(self, pages):
-        def route(page: Page):
-            out = extract_article(page, min_chars=self.min_chars, now=self.now)
-            if isinstance(out, Rejected):
-                yield beam.pvalue.TaggedOutput("rejected", out)
-            else:
-                yield (page.item, out)
+        min_chars, now = self.min_chars, self.now
 
-        return pages | "Extract" >> beam.FlatMap(route).with_outputs("rejected", main="articles")
+        def extract(page: Page):
+            out = extract_article(page, min_chars=min_chars, now=now)
+            return out if isinstance(out, Rejected) else (page.item, out)
+
+        outcomes = pages | "Extract" >> beam.Map(extract)
+        return Extracted(
+            articles=outcomes | "Articles" >> beam.Filter(_is_article),
+            rejected=outcomes | "Rejected" >> beam.Filter(_is_rejected),
+        )
