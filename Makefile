@@ -17,6 +17,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check pipeline tests bench
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	# the store tests and the end-to-end test again, with the store on PostgreSQL + S3 (tests/services.py)
+	NEWSMON_TEST_STORE=remote $(VENV)/bin/python -m pytest tests/store tests/test_end_to_end.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/bench_extraction.py

@@ -66,6 +66,67 @@ def load_pages() -> list[Page]:
     return pages
 
 
+def expected_texts() -> dict[str, str]:
+    """item_id -> the human-annotated text of the page (the corpus's ground truth)."""
+    base = corpora() / "extraction"
+    out = {}
+    for line in (base / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        out[rec["id"].split("/")[-1][:20]] = (base / rec["expected_text_path"]).read_text(encoding="utf-8")
+    return out
+
+
+def _token_f1(pred: str, gold: str) -> float:
+    """Bag-of-words F1 of the extracted text against the expected text (lowercased \\w+ tokens)."""
+    import re
+    from collections import Counter
+
+    p, g = Counter(re.findall(r"\w+", pred.lower())), Counter(re.findall(r"\w+", gold.lower()))
+    tp = sum((p & g).values())
+    if not tp:
+        return 0.0
+    precision, recall = tp / sum(p.values()), tp / sum(g.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def extraction_f1(pages: list[Page]) -> list[tuple[str, float, float, float, float]]:
+    """(settings, mean F1 on all pages, on the even-indexed half, on the odd half, seconds) for the
+    pipeline's extraction (fast: no fallback extractors) and with trafilatura's fallbacks."""
+    gold = expected_texts()
+    now = datetime.now(UTC)
+    rows = []
+    for name, fast in (("pipeline (fast=True, no fallbacks)", True), ("with fallbacks (fast=False)", False)):
+        t0 = time.perf_counter()
+        scores = []
+        for p in pages:
+            a = extract_article(p, min_chars=0, now=now, fast=fast)
+            scores.append(_token_f1("" if isinstance(a, Rejected) else a.text, gold[p.item.item_id]))
+        secs = time.perf_counter() - t0
+        even, odd = scores[0::2], scores[1::2]
+        rows.append((name, sum(scores) / len(scores), sum(even) / len(even), sum(odd) / len(odd), secs))
+    return rows
+
+
+def _bare_chunk(htmls: list[str]) -> int:
+    for h in htmls:
+        trafilatura.extract(h, include_comments=False)
+    return len(htmls)
+
+
+def bench_bare_parallel(pages: list[Page], processes: int) -> float:
+    """Bare trafilatura on `processes` worker processes (started before the clock), pages in memory."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    htmls = [p.html for p in pages]
+    with ProcessPoolExecutor(processes) as pool:
+        list(pool.map(_bare_chunk, [htmls[:2]] * processes))  # workers up, imports warm
+        t0 = time.perf_counter()
+        done = sum(pool.map(_bare_chunk, [htmls[i::processes * 4] for i in range(processes * 4)]))
+        elapsed = time.perf_counter() - t0
+    assert done == len(pages)
+    return elapsed
+
+
 def bench_bare(pages: list[Page]) -> float:
     t0 = time.perf_counter()
     for pg in pages:
@@ -153,6 +214,10 @@ def main() -> None:
     rows = []
     bare = min(bench_bare(pages) for _ in range(args.repeat))
     rows.append(("bare trafilatura.extract (1 process)", bare, None))
+    bare2 = None
+    if not args.skip_multi:
+        bare2 = min(bench_bare_parallel(pages, 2) for _ in range(args.repeat))
+        rows.append(("bare trafilatura.extract (2 processes)", bare2, None))
     server = PageServer(pages)
     try:
         variants = [("pipeline, FnApiRunner (1 process)", "FnApiRunner", ())]
@@ -166,15 +231,22 @@ def main() -> None:
     finally:
         server.close()
     stages = bench_stages(pages)
+    f1_rows = extraction_f1(pages)
 
-    print(f"\n{'variant':<44} {'seconds':>8} {'pages/s':>8} {'ratio to bare':>14}")
+    print(f"\n{'variant':<44} {'seconds':>8} {'pages/s':>8} {'ratio to bare':>14} {'to bare x2':>11}")
     for name, t, _ in rows:
-        print(f"{name:<44} {t:>8.2f} {n / t:>8.1f} {bare / t:>14.2f}")
+        to2 = f"{bare2 / t:>11.2f}" if bare2 else ""
+        print(f"{name:<44} {t:>8.2f} {n / t:>8.1f} {bare / t:>14.2f} {to2}")
     print("\nstage alone (in process, no Beam)")
     for name, t in stages:
         print(f"  {name:<42} {t:>8.2f} {n / t:>8.1f} {bare / t:>14.2f}")
-    for name, _, disp in rows[1:]:
-        print(f"dispositions ({name}): {disp}")
+    for name, _, disp in rows:
+        if disp is not None:
+            print(f"dispositions ({name}): {disp}")
+    print("\nextraction F1 against the corpus's expected texts (token bag-of-words; halves: even/odd pages)")
+    print(f"  {'settings':<40} {'F1':>7} {'even':>7} {'odd':>7} {'seconds':>8}")
+    for name, f1, even, odd, secs in f1_rows:
+        print(f"  {name:<40} {f1:>7.4f} {even:>7.4f} {odd:>7.4f} {secs:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -225,11 +225,13 @@ def cmd_query(args: argparse.Namespace) -> int:
     _refuse_non_reading(args.sql)
     # With --data-dir alone, the store is all a query needs: skip reading settings and sources
     # (a third of the start-up of a one-line query).
+    location = None  # with --data-dir alone: NEWSMON_STORE_CATALOG / _DATA_PATH, else the data directory
     if args.data_dir and not args.config and not args.sources:
         data_dir = Path(args.data_dir)
     else:
-        data_dir = _load_config(args, feeds_required=False).data_dir
-    with Store.open(data_dir, read_only=True) as store:
+        cfg = _load_config(args, feeds_required=False)
+        data_dir, location = cfg.data_dir, cfg.store_location
+    with Store.open(data_dir, read_only=True, location=location) as store:
         try:
             cols, rows = store.query(args.sql)
         except duckdb.Error as e:
@@ -357,7 +359,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _status_dead_letters(cfg, args)
     sql = (Path(__file__).parent / "store" / "feed_status.sql").read_text(encoding="utf-8")
     now = datetime.now(UTC)
-    with Store.open(cfg.data_dir, read_only=True) as store:
+    with Store.open(cfg.data_dir, location=cfg.store_location, read_only=True) as store:
         cols, rows = store.query(sql)
         dead = store.dead_letter_count()
         try:
@@ -402,7 +404,7 @@ def _print_store_health(cfg: Any) -> None:
     from pipeline.store import Store
     from pipeline.store.maintenance import store_health
 
-    with Store.open(cfg.data_dir, read_only=True) as store:
+    with Store.open(cfg.data_dir, location=cfg.store_location, read_only=True) as store:
         h = store_health(store)
     # Two lines, so the status stays within 100 columns.
     print(f"store: {h.files} data files ({h.file_bytes / 1e6:.1f} MB), {h.snapshots} snapshots, "
@@ -424,7 +426,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, snapshot_retention=timedelta(days=args.retention_days))
     if args.grace_minutes is not None:
         settings = dataclasses.replace(settings, file_grace=timedelta(minutes=args.grace_minutes))
-    with Store.open(cfg.data_dir) as store:
+    with Store.open(cfg.data_dir, location=cfg.store_location) as store:
         report = maintain(store, settings, datetime.now(UTC), progress=(lambda m: print(m, file=sys.stderr)) if args.verbose else None)
     for line in report.lines():
         print(line)
@@ -437,7 +439,7 @@ def _status_dead_letters(cfg: Any, args: argparse.Namespace) -> int:
 
     from pipeline.store import Store
 
-    with Store.open(cfg.data_dir, read_only=True) as store:
+    with Store.open(cfg.data_dir, location=cfg.store_location, read_only=True) as store:
         try:
             cols, rows = store.dead_letters(args.limit)
             total = store.dead_letter_count()
@@ -640,7 +642,7 @@ def cmd_topics_backtest(args: argparse.Namespace) -> int:
     per_day: dict[str, list[int]] = {}
     new_alerts: dict[str, str] = {}  # story -> day of its first alert under the new definition
     found: list[dict] = []
-    with Store.open(cfg.data_dir, read_only=True) as store:
+    with Store.open(cfg.data_dir, location=cfg.store_location, read_only=True) as store:
         total = int(store.scalar("SELECT count(*) FROM articles WHERE coalesce(published, stored_at) >= ?", [since]) or 0)
         _, rows = store.query(
             "SELECT article_id, story_id, title, text, CAST(coalesce(published, stored_at) AS DATE) "
@@ -686,7 +688,7 @@ def cmd_topics_backtest(args: argparse.Namespace) -> int:
     if args.apply:
         from pipeline.store.labels import record_backfill
 
-        with Store.open(cfg.data_dir) as store:
+        with Store.open(cfg.data_dir, location=cfg.store_location) as store:
             written = record_backfill(store, found, datetime.now(UTC))
         print(f"applied: {written} matches recorded as backfill (not alerted); {len(found) - written} were stored already")
     else:
@@ -742,11 +744,12 @@ def cmd_topics_train(args: argparse.Namespace) -> int:
 def _stored_labels(cfg):
     """(topic, Labelled) for every analyst label in the store; none when there is no store yet."""
     from pipeline.store import Store
+    from pipeline.store.connection import catalog_exists
     from pipeline.topics.train import Labelled
 
-    if not (Path(cfg.data_dir) / "catalog.sqlite").exists():
+    if not catalog_exists(Path(cfg.data_dir), cfg.store_location):
         return []
-    with Store.open(cfg.data_dir, read_only=True) as store:
+    with Store.open(cfg.data_dir, location=cfg.store_location, read_only=True) as store:
         _, rows = store.query(
             "SELECT l.topic, l.article_id, a.title, a.text, l.label, coalesce(a.sitename, a.feed_id, ''), "
             "CAST(coalesce(a.published, a.stored_at) AS VARCHAR) "

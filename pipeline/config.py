@@ -315,6 +315,30 @@ class DashboardConfig(_Strict):
     basic_user: str | None = None
     password_env: str = "NEWSMON_DASHBOARD_PASSWORD"
     threads: int = Field(default=4, ge=1, le=64)  # requests served at once (one store reader each)
+class StoreConfig(_Strict):
+    """Where the store lives (pipeline/store/connection.py). Unset: the embedded store in data_dir
+    (SQLite catalog, Parquet under data_dir/lake). Secrets never go here: PGPASSWORD (or ~/.pgpass)
+    for the catalog, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL / AWS_REGION for
+    the object store. NEWSMON_STORE_CATALOG and NEWSMON_STORE_DATA_PATH override the file."""
+
+    catalog: str | None = None  # postgres://user@host:5432/dbname
+    data_path: str | None = None  # s3://bucket/prefix/ or an absolute directory
+
+    @field_validator("catalog", "data_path")
+    @classmethod
+    def _location_ok(cls, v: str | None, info: Any) -> str | None:
+        from pipeline.errors import StoreError
+        from pipeline.store.connection import StoreLocation
+
+        if v is None:
+            return v
+        try:
+            problem = StoreLocation(**{info.field_name: v}).problem()
+        except StoreError as e:
+            problem = str(e)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class Settings(_Strict):
@@ -330,6 +354,7 @@ class Settings(_Strict):
     metrics_host: str = "127.0.0.1"
     maintenance: MaintenanceConfig = MaintenanceConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    store: StoreConfig = StoreConfig()
 
 
 class Secrets(BaseModel):
@@ -349,6 +374,15 @@ class Config(BaseModel):
     sources_path: Path
     topics_dir: Path
     secrets: Secrets
+    store_catalog: str | None = None  # resolved: the settings, or NEWSMON_STORE_CATALOG
+    store_data_path: str | None = None  # resolved: the settings, or NEWSMON_STORE_DATA_PATH
+
+    @property
+    def store_location(self) -> Any:
+        """The StoreLocation that Store.open takes (pipeline/store/connection.py)."""
+        from pipeline.store.connection import StoreLocation
+
+        return StoreLocation(self.store_catalog, self.store_data_path)
 
     def dump(self) -> dict[str, Any]:
         """A dict safe to print: secrets are masked by SecretStr."""
@@ -600,8 +634,12 @@ def load(
         slack_bot_token=SecretStr(slack_token) if slack_token else None,
         smtp_password=SecretStr(smtp_password) if smtp_password else None,
     )
+    # The environment wins over the file, so one settings file serves a laptop and a cluster.
+    store_catalog = env.get("NEWSMON_STORE_CATALOG") or settings.store.catalog
+    store_data_path = env.get("NEWSMON_STORE_DATA_PATH") or settings.store.data_path
     return Config(
-        settings=settings, feeds=feeds, data_dir=ddir, sources_path=src, topics_dir=topics, secrets=secrets
+        settings=settings, feeds=feeds, data_dir=ddir, sources_path=src, topics_dir=topics, secrets=secrets,
+        store_catalog=store_catalog, store_data_path=store_data_path,
     )
 
 

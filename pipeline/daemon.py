@@ -211,7 +211,7 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self.store = store or Store.open(config.data_dir)  # takes the writer lock: one daemon per store
+        self.store = store or Store.open(config.data_dir, location=config.store_location)  # takes the writer lock: one daemon per store
         try:
             self._start(config, notifiers)
         except BaseException:

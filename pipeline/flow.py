@@ -4,6 +4,12 @@
     Folded --MatchTopics--> ItemResult --\
     failed downloads, rejected pages ----+--> JSON lines shards --> store.load_batch()
 
+Only constructs that every runner handles alike: Map, Filter, ParDo, GroupByKey, Flatten and side
+inputs. No tagged outputs or Partition (a branch is a Filter) and no WriteToText (the shards are
+written by `WriteShards`, one file per bundle, renamed into place when the bundle finishes): Beam's
+DaskRunner gets the first two wrong and leaves the third's temporary files unfinalised, and the
+same graph must give the same results on FnApiRunner, on DaskRunner and on Flink or Dataflow.
+
 Every item leaves the pipeline as exactly one ItemResult (with its disposition). The pipeline
 never touches the database: history comes in as a side input (or, in process, as an index kept
 between batches), results go out as files, and the caller loads them in one transaction. So the
@@ -16,6 +22,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,6 +71,59 @@ def rejected_page(r: Rejected) -> ItemResult:
     return ItemResult(item=r.page.item, disposition=r.disposition, detail=r.detail)
 
 
+def _fetched(page: Page) -> bool:
+    return not page.error
+
+
+def _not_fetched(page: Page) -> bool:
+    return bool(page.error)
+
+
+class _WriteShardFn(beam.DoFn):
+    """ItemResults -> one JSON lines file per bundle, `<prefix>-<uuid>.jsonl`.
+
+    The file is written under a temporary name and renamed when the bundle finishes, so a reader
+    never sees half a shard, and a bundle that a runner retries writes a new file rather than
+    appending to an old one (`read_shards` keeps one result per item). Beam's FileSystems API is
+    used, so the prefix may be on any file system the runner has (a local or shared directory,
+    gs://, s3://)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._fh = None
+        self._tmp = self._final = ""
+
+    def start_bundle(self) -> None:
+        self._fh = None
+
+    def process(self, result: ItemResult):
+        from apache_beam.io.filesystems import FileSystems
+
+        if self._fh is None:
+            name = uuid.uuid4().hex
+            self._final = f"{self.prefix}-{name}.jsonl"
+            self._tmp = f"{self.prefix}-{name}.jsonl.tmp"
+            self._fh = FileSystems.create(self._tmp)
+        self._fh.write(to_json(result).encode("utf-8") + b"\n")
+
+    def finish_bundle(self) -> None:
+        from apache_beam.io.filesystems import FileSystems
+
+        if self._fh is not None:
+            self._fh.close()
+            FileSystems.rename([self._tmp], [self._final])
+            self._fh = None
+
+
+class WriteShards(beam.PTransform):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def expand(self, results):
+        return results | "Write" >> beam.ParDo(_WriteShardFn(self.prefix))
+
+
 def build(
     p: beam.Pipeline, items: Sequence[FeedItem], history: Sequence[tuple[DedupDoc, str]], opts: BatchOptions
 ):
@@ -72,6 +132,8 @@ def build(
     pages = items_pc | "DownloadPages" >> DownloadPages(
         opts.http, opts.download_workers, robots_opt_out=opts.robots_opt_out, honour_robots=opts.honour_robots,
         held_hosts=dict(opts.held_hosts),
+        # about 4 x download_workers items per group, and at least 2 groups for 2 workers
+        groups=max(2, -(-len(items) // max(1, 4 * opts.download_workers))),
     )
     return process_pages(p, pages, history, opts)
 
@@ -79,7 +141,8 @@ def build(
 def process_pages(p: beam.Pipeline, pages, history: Sequence[tuple[DedupDoc, str]], opts: BatchOptions):
     """Pages -> ItemResults: everything after the download (the benchmark enters here)."""
     history_pc = p | "ReadHistory" >> beam.Create(list(history))
-    ok, failed = pages | "SplitFailed" >> beam.Partition(lambda pg, _: 1 if pg.error else 0, 2)
+    ok = pages | "Fetched" >> beam.Filter(_fetched)
+    failed = pages | "NotFetched" >> beam.Filter(_not_fetched)
     extracted = ok | "ExtractArticles" >> ExtractArticles(opts.min_text_chars, opts.now)
     folded = extracted.articles | "FoldStories" >> FoldStories(opts.dedup, history_pc, opts.warm_stories)
     matched = folded | "MatchTopics" >> MatchTopics(opts.topics_dir)
@@ -97,6 +160,10 @@ def make_pipeline(runner: str, beam_args: Sequence[str] = ()) -> beam.Pipeline:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         return beam.Pipeline(runner=FnApiRunner(), options=options)
+    if runner == "DaskRunner":  # needs dask[distributed]; --dask_client_address=tcp://host:8786 names the cluster
+        from apache_beam.runners.dask.dask_runner import DaskRunner
+
+        return beam.Pipeline(runner=DaskRunner(), options=options)
     return beam.Pipeline(runner=runner, options=options)
 
 
@@ -121,19 +188,18 @@ def run_batch(
             results = build(p, items, history, opts)
         else:
             results = process_pages(p, p | "ReadPages" >> beam.Create(list(pages)), history, opts)
-        (
-            results
-            | "ToJson" >> beam.Map(to_json)
-            | "WriteShards" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
-        )
+        results | "WriteShards" >> WriteShards(prefix)
     return read_shards(out_dir)
 
 
 def read_shards(out_dir: str | Path) -> list[ItemResult]:
-    results = []
+    """Every ItemResult in the finished shards, one per item (a retried bundle's copy is the same
+    result), in item order so that runs on different runners compare equal."""
+    by_item: dict[str, ItemResult] = {}
     for path in sorted(glob.glob(os.path.join(str(out_dir), "results-*.jsonl"))):
         with open(path, encoding="utf-8") as fh:
             for line in fh:
                 if line.strip():
-                    results.append(from_dict(ItemResult, json.loads(line)))
-    return results
+                    r = from_dict(ItemResult, json.loads(line))
+                    by_item[r.item.item_id] = r
+    return [by_item[k] for k in sorted(by_item)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from email.header import decode_header, make_header
@@ -38,7 +39,9 @@ SEED_SLUGS = {
 def world(tmp_path: Path):
     with DemoServer() as feeds, SmtpTestServer(tmp_path / "smtp") as smtp, WebhookReceiver() as hook:
         sources, settings = write_world_files(tmp_path, feeds, smtp)
-        env = {"NEWSMON_SLACK_WEBHOOK_URL": hook.url, "NEWSMON_SMTP_PASSWORD": smtp.password}
+        env = {"NEWSMON_SLACK_WEBHOOK_URL": hook.url, "NEWSMON_SMTP_PASSWORD": smtp.password,
+               # NEWSMON_TEST_STORE=remote (tests/conftest.py): the store on PostgreSQL + S3
+               **{k: v for k, v in os.environ.items() if k.startswith("NEWSMON_STORE_")}}
         cfg = config.load(settings, sources_path=sources, data_dir=tmp_path / "data", env=env)
         yield cfg, feeds, smtp, hook
 

@@ -24,6 +24,7 @@ sources with `robots_txt: false`); it is fetched through the same client and cac
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +87,11 @@ def download_page(
     return Page(item, item.url, last.status or 0, "", error=f"{last.kind}: {last}", error_kind=RETRY)
 
 
+def _group_of(item_id: str, groups: int) -> int:
+    """A hash that is the same in every process (Python's str hash is salted per process)."""
+    return int(hashlib.blake2b(item_id.encode("utf-8"), digest_size=4).hexdigest(), 16) % groups
+
+
 class _DownloadFn(beam.DoFn):
     """Downloads a batch of items on a thread pool; the client enforces per-host limits."""
 
@@ -143,8 +149,10 @@ class DownloadPages(beam.PTransform):
         robots_opt_out: frozenset[str] | set[str] = frozenset(),
         honour_robots: bool = True,
         held_hosts: Mapping[str, datetime] | None = None,
+        groups: int = 4,
     ) -> None:
         super().__init__()
+        self.groups = max(1, groups)  # how many parts the downloads are spread over (one per worker task)
         self.held_hosts = dict(held_hosts or {})  # host -> until: pages there wait (RETRY)
         self.settings = settings
         self.workers = workers
@@ -152,12 +160,16 @@ class DownloadPages(beam.PTransform):
         self.honour_robots = honour_robots
 
     def expand(self, items):
-        # Reshuffle spreads the downloads over workers on runners that fuse stages; batches let
-        # one worker keep several requests (to different hosts) in flight.
+        # Grouping by a stable hash of the item spreads the downloads over workers on runners that
+        # fuse stages (a GroupByKey is a reshuffle), and a group lets one worker keep several
+        # requests (to different hosts) in flight. Not BatchElements: it emits its last batch from
+        # finish_bundle, which Beam's DaskRunner drops (the batch's last items vanished there).
+        groups = self.groups
         return (
             items
-            | "Spread" >> beam.Reshuffle()
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=4 * self.workers)
+            | "Spread" >> beam.Map(lambda it: (_group_of(it.item_id, groups), it))
+            | "Gather" >> beam.GroupByKey()
+            | "Batch" >> beam.MapTuple(lambda _, its: sorted(its, key=lambda it: it.item_id))
             | "Download" >> beam.ParDo(
                 _DownloadFn(self.settings, self.workers, self.robots_opt_out, self.honour_robots, self.held_hosts)
             )

@@ -36,7 +36,7 @@ from pipeline.models import (
     to_json,
 )
 from pipeline.store import rollups
-from pipeline.store.connection import connect, prepare_data_dir
+from pipeline.store.connection import StoreLocation, catalog_exists, connect, prepare_data_dir
 from pipeline.store.lock import WriterLock
 from pipeline.store.migrate import migrate
 
@@ -124,9 +124,11 @@ class Store:
     """A handle on the lake. Use `Store.open()`; close it, or use it as a context manager."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, data_dir: Path, read_only: bool, lock: WriterLock | None = None
+        self, con: duckdb.DuckDBPyConnection, data_dir: Path, read_only: bool, lock: WriterLock | None = None,
+        location: StoreLocation | None = None,
     ) -> None:
         self._con = con
+        self.location = location or StoreLocation()  # where the catalog and files are (connection.py)
         self._writer_lock = lock  # held by the one writer of this data directory (see store/lock.py)
         self._lock = threading.RLock()
         self.data_dir = data_dir
@@ -139,21 +141,24 @@ class Store:
     # -- lifecycle ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, data_dir: str | Path, *, read_only: bool = False) -> Store:
+    def open(cls, data_dir: str | Path, *, read_only: bool = False, location: StoreLocation | None = None) -> Store:
+        """`location` None: NEWSMON_STORE_CATALOG / NEWSMON_STORE_DATA_PATH, else in `data_dir`."""
         data_dir = Path(data_dir)
-        if read_only and not (data_dir / "catalog.sqlite").exists():
+        location = StoreLocation.from_env() if location is None else location
+        if read_only and not catalog_exists(data_dir, location):
             raise StoreError(
                 f"no newsmon store at {data_dir} (catalog.sqlite missing); run `newsmon run --once` "
                 "or `newsmon demo` first, or pass the right --data-dir"
             )
         if read_only:
-            _recover_catalog(data_dir / "catalog.sqlite")
-            return cls(connect(data_dir, read_only=True), data_dir, True)
+            if location.embedded_catalog:
+                _recover_catalog(data_dir / "catalog.sqlite")
+            return cls(connect(data_dir, read_only=True, location=location), data_dir, True, location=location)
         # The writer lock comes first: a second daemon must stop before it touches anything.
         prepare_data_dir(data_dir)
         lock = WriterLock(data_dir)
         try:
-            con = connect(data_dir)
+            con = connect(data_dir, location=location)
             try:
                 applied = migrate(con, LAKE)
             except BaseException:
@@ -162,7 +167,7 @@ class Store:
         except BaseException:
             lock.release()
             raise
-        store = cls(con, data_dir, False, lock)
+        store = cls(con, data_dir, False, lock, location=location)
         if 5 in applied:  # rollups (005) on a store that already holds data: backfill them
             store._backfill_rollups()
         return store
@@ -252,7 +257,7 @@ class Store:
                 if not (self.read_only and "ducklake_inlined_data" in str(e)):
                     raise
                 self._con.close()
-                self._con = connect(self.data_dir, read_only=True)
+                self._con = connect(self.data_dir, read_only=True, location=self.location)
                 return self._run(sql, params)
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> tuple[list[str], list[tuple[Any, ...]]]:

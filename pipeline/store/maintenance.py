@@ -234,7 +234,7 @@ def maintain(
 
     step("expire_snapshots", "*", expire)
     step("cleanup_files", "*", cleanup)
-    if settings.vacuum_catalog:
+    if settings.vacuum_catalog and store.location.embedded_catalog:  # PostgreSQL vacuums itself
         step("vacuum_catalog", "catalog.sqlite", lambda: _vacuum(store, settings.vacuum_min_free_fraction))
     report.after = store_health(store)
     report.seconds = time.monotonic() - t_all

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.embedded_store  # copies and relocates the SQLite catalog
 def test_the_store_benchmark_runs_small_and_maintenance_repairs_fragmentation(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     run = subprocess.run(

@@ -51,6 +51,7 @@ _READER = textwrap.dedent(
 )
 
 
+@pytest.mark.embedded_store  # counts Parquet files under lake/ and catalog.sqlite's bytes
 def test_maintenance_compacts_a_fragmented_store(tmp_path: Path) -> None:
     batches = _random_batches(seed=7, n_batches=16)
     with Store.open(tmp_path / "d") as store:

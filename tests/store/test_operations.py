@@ -59,6 +59,7 @@ def test_a_second_daemon_from_another_process_refuses_to_start_and_keeps_the_bat
         first.close()
 
 
+@pytest.mark.embedded_store  # copies the data directory that holds the catalog and the files
 def test_a_store_copied_to_another_path_opens_for_readers_and_the_writer(tmp_path: Path) -> None:
     """A backup restored elsewhere, or a volume mounted at another path: the catalog's recorded
     data path no longer matches, and every command used to fail."""
