@@ -69,27 +69,18 @@ class Grow:
         self.n = len(self._data)
 
 
-class KeyTable:
-    """uint32 key -> df (int32) [, refs (int32), background (float32)], for distinct key arrays.
+class _Level:
+    """Sorted keys and their columns (df, refs, background)."""
 
-    `df` counts the documents of the corpus statistics holding the key; `refs` the stored
-    documents holding it (a key they hold keeps its background while none is counted); the
-    background is set when the key is first seen. A key with df and refs both 0 is dropped at the
-    next merge.
-    """
+    __slots__ = ("bg", "df", "keys", "refs")
 
-    def __init__(self, extra: bool = True) -> None:
-        self.extra = extra
+    def __init__(self) -> None:
         self.keys = np.zeros(0, dtype=np.uint32)
         self.df = np.zeros(0, dtype=np.int32)
         self.refs = np.zeros(0, dtype=np.int32)
         self.bg = np.zeros(0, dtype=np.float32)
-        self._pending: dict[int, list] = {}   # key -> [df, refs, bg]
 
-    def __len__(self) -> int:
-        return len(self.keys) + len(self._pending)
-
-    def _find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keys = self.keys
         if not len(keys):
             return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
@@ -97,91 +88,114 @@ class KeyTable:
         np.minimum(pos, len(keys) - 1, out=pos)
         return pos, keys[pos] == ids
 
+
+class KeyTable:
+    """uint32 key -> df (int32) [, refs (int32), background (float32)], for distinct key arrays.
+
+    `df` counts the documents of the corpus statistics holding the key; `refs` the stored
+    documents holding it (a key they hold keeps its background while none is counted); the
+    background is set when the key is first seen. A key with df and refs both 0 is dropped at the
+    next merge. Two sorted levels: new keys are inserted into the small one (a memmove of it),
+    which is merged into the large one when it passes a sixteenth of it.
+    """
+
+    def __init__(self, extra: bool = True) -> None:
+        self.extra = extra
+        self._main = _Level()
+        self._recent = _Level()
+
+    def __len__(self) -> int:
+        return len(self._main.keys) + len(self._recent.keys)
+
+    def _levels(self) -> tuple[_Level, _Level]:
+        return self._main, self._recent
+
     def update(self, ids: np.ndarray, ddf: int, drefs: int = 0, bg: np.ndarray | None = None) -> None:
         """Add `ddf` / `drefs` at `ids` (distinct); keys not known are created with `bg` (if given)."""
         if not len(ids):
             return
-        pos, found = self._find(ids)
-        hit = pos[found]
-        if ddf:
-            self.df[hit] += ddf
-        if drefs:
-            self.refs[hit] += drefs
-        if found.all():
-            return
-        pending = self._pending
-        missing = np.flatnonzero(~found)
-        for i, key in zip(missing.tolist(), ids[missing].tolist(), strict=True):
-            entry = pending.get(key)
-            if entry is None:
-                pending[key] = [ddf, drefs, 0.0 if bg is None else float(bg[i])]
-            else:
-                entry[0] += ddf
-                entry[1] += drefs
-        if len(pending) > max(4096, len(self.keys) // 16):
+        rest = np.arange(len(ids))
+        for level in self._levels():
+            pos, found = level.find(ids[rest])
+            hit = pos[found]
+            if ddf:
+                level.df[hit] += ddf
+            if drefs and self.extra:
+                level.refs[hit] += drefs
+            rest = rest[~found]
+            if not len(rest):
+                return
+        if ddf < 0 or (drefs < 0 and not ddf):
+            return   # nothing to take from keys the table does not hold
+        new = ids[rest]
+        order = np.argsort(new, kind="stable")
+        new = new[order]
+        r = self._recent
+        at = np.searchsorted(r.keys, new)
+        r.keys = np.insert(r.keys, at, new)
+        r.df = np.insert(r.df, at, np.int32(ddf))
+        if self.extra:
+            r.refs = np.insert(r.refs, at, np.int32(drefs))
+            values = np.zeros(len(new), dtype=np.float32) if bg is None else np.asarray(bg, dtype=np.float32)[rest][order]
+            r.bg = np.insert(r.bg, at, values)
+        if len(r.keys) > max(4096, len(self._main.keys) // 16):
             self.merge()
 
     def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(df, background) of each of `ids` (0 for unknown keys), as float64."""
         df = np.zeros(len(ids), dtype=np.float64)
         bg = np.zeros(len(ids), dtype=np.float64)
-        if not len(ids):
-            return df, bg
-        pos, found = self._find(ids)
-        df[found] = self.df[pos[found]]
-        if self.extra:
-            bg[found] = self.bg[pos[found]]
-        if not found.all() and self._pending:
-            pending = self._pending
-            for i in np.flatnonzero(~found).tolist():
-                entry = pending.get(int(ids[i]))
-                if entry is not None:
-                    df[i], bg[i] = entry[0], entry[2]
+        for level in self._levels():
+            pos, found = level.find(ids)
+            df[found] = level.df[pos[found]]
+            if self.extra:
+                bg[found] = level.bg[pos[found]]
         return df, bg
 
     def total_df(self) -> int:
-        return int(self.df.sum()) + sum(e[0] for e in self._pending.values())
+        return int(self._main.df.sum()) + int(self._recent.df.sum())
 
     def live_keys(self) -> set[int]:
-        live = (self.df > 0) | (self.refs > 0)
-        out = set(self.keys[live].tolist())
-        out.update(k for k, e in self._pending.items() if e[0] > 0 or e[1] > 0)
+        out: set[int] = set()
+        for level in self._levels():
+            live = (level.df > 0) | (level.refs > 0) if self.extra else level.df > 0
+            out.update(level.keys[live].tolist())
         return out
 
     def negative(self) -> bool:
-        return bool((self.df < 0).any() or (self.refs < 0).any() or any(e[0] < 0 or e[1] < 0 for e in self._pending.values()))
+        return any(bool((lv.df < 0).any() or (lv.refs < 0).any()) for lv in self._levels())
 
     def merge(self) -> None:
-        """Fold the recent keys into the sorted arrays and drop the dead keys."""
-        if self._pending:
-            items = sorted(self._pending.items())
-            new_keys = np.fromiter((k for k, _ in items), dtype=np.uint32, count=len(items))
-            values = np.array([e for _, e in items], dtype=np.float64).reshape(-1, 3)
-            keys = np.concatenate((self.keys, new_keys))
-            df = np.concatenate((self.df, values[:, 0].astype(np.int32)))
-            refs = np.concatenate((self.refs, values[:, 1].astype(np.int32)))
-            bg = np.concatenate((self.bg, values[:, 2].astype(np.float32)))
-            order = np.argsort(keys, kind="stable")
-            keys, df, refs, bg = keys[order], df[order], refs[order], bg[order]
-            self._pending = {}
+        """Fold the recent level into the main one and drop the dead keys."""
+        m, r = self._main, self._recent
+        keys = np.concatenate((m.keys, r.keys))
+        order = np.argsort(keys, kind="stable")
+        merged = _Level()
+        merged.keys = keys[order]
+        merged.df = np.concatenate((m.df, r.df))[order]
+        if self.extra:
+            merged.refs = np.concatenate((m.refs, r.refs))[order]
+            merged.bg = np.concatenate((m.bg, r.bg))[order]
+            live = (merged.df > 0) | (merged.refs > 0)
+            merged.refs, merged.bg = merged.refs[live], merged.bg[live]
         else:
-            keys, df, refs, bg = self.keys, self.df, self.refs, self.bg
-        live = (df > 0) | (refs > 0)
-        self.keys, self.df, self.refs, self.bg = keys[live], df[live], refs[live], bg[live]
+            live = merged.df > 0
+        merged.keys, merged.df = merged.keys[live], merged.df[live]
+        self._main, self._recent = merged, _Level()
 
     def __getstate__(self) -> dict:
         self.merge()
-        state = {"extra": self.extra, "keys": self.keys, "df": self.df}
+        state = {"extra": self.extra, "keys": self._main.keys, "df": self._main.df}
         if self.extra:
-            state.update(refs=self.refs, bg=self.bg)
+            state.update(refs=self._main.refs, bg=self._main.bg)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.extra = state["extra"]
-        self.keys, self.df = state["keys"], state["df"]
-        self.refs = state.get("refs", np.zeros(0, dtype=np.int32))
-        self.bg = state.get("bg", np.zeros(0, dtype=np.float32))
-        self._pending = {}
+        self._main, self._recent = _Level(), _Level()
+        self._main.keys, self._main.df = state["keys"], state["df"]
+        if self.extra:
+            self._main.refs, self._main.bg = state["refs"], state["bg"]
 
 
 class Postings:
