@@ -192,6 +192,7 @@ def run_size(n: int, history: list[tuple[DedupDoc, str]], probes: list[tuple[Ded
     load = time.process_time() - t0
     gc.collect()
     rss1 = rss_bytes()
+    parts = index.nbytes()
     batch = [doc for doc, _ in probes]
     t0 = time.process_time()
     index.observe(batch)
@@ -217,6 +218,8 @@ def run_size(n: int, history: list[tuple[DedupDoc, str]], probes: list[tuple[Ded
         "load_s": load,
         "load_ms_per_doc": 1000 * load / n,
         "mem_kb_per_doc": (rss1 - rss0) / n / 1024,
+        "arrays_kb_per_doc": sum(parts.values()) / n / 1024,
+        "parts": {k: v / n for k, v in parts.items()},
         "fold_ms_per_doc": 1000 * fold / len(probes),
         "links": links,
         "save_s": save_wall,
@@ -249,11 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         linked = ", ".join(f"{kind}->{link} {c}" for (kind, link), c in sorted(r["links"].items()))
         print(
             f"N={n:>7}: load {r['load_s']:7.1f}s ({r['load_ms_per_doc']:.2f} ms/article), "
-            f"index memory {r['mem_kb_per_doc']:6.1f} kB/article, "
+            f"index memory {r['mem_kb_per_doc']:6.1f} kB/article (RSS growth; its arrays {r['arrays_kb_per_doc']:.2f} kB), "
             f"fold {r['fold_ms_per_doc']:6.2f} ms/article; saved {r['file_kb_per_doc']:.1f} kB/article in "
             f"{r['save_s']:.1f}s, start-up from it {r['start_s']:.1f}s  [{linked}]",
             flush=True,
         )
+        print("    bytes/article by part: " + ", ".join(f"{k} {v:.0f}" for k, v in r["parts"].items()), flush=True)
     small, large = results[0], results[-1]
     ratio = large["fold_ms_per_doc"] / small["fold_ms_per_doc"]
     print(f"per-article fold cost N={large['n']} / N={small['n']}: {ratio:.2f}x (target <= 1.5x)")

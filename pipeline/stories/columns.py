@@ -300,6 +300,23 @@ class Postings:
             self._pending_n += 1
 
 
+def nbytes(obj) -> int:
+    """Bytes held by the numpy arrays of `obj` (a container of this module), capacity included."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, Grow):
+        return obj._data.nbytes
+    if isinstance(obj, _Level):
+        return sum(a.nbytes for a in (obj.keys, obj.df, obj.refs, obj.bg))
+    if isinstance(obj, KeyTable):
+        return nbytes(obj._main) + nbytes(obj._recent)
+    if isinstance(obj, Postings):
+        return obj.packed.nbytes + 8 * obj._pending_n
+    if isinstance(obj, RowStore):
+        return sum(nbytes(g) for g in (obj.alive, *obj.cols.values(), *obj.bufs.values(), *obj.starts.values()))
+    return 0
+
+
 class RowStore:
     """Per-document columns indexed by key - `base` (keys are handed out in order), and CSR buffers.
 

@@ -26,7 +26,7 @@ from itertools import chain, islice
 import numpy as np
 
 from pipeline.models import DedupDoc, StoryAssignment
-from pipeline.stories.columns import KeyTable, Postings, RowStore
+from pipeline.stories.columns import KeyTable, Postings, RowStore, nbytes
 from pipeline.stories.copies import _CopyIndex
 from pipeline.stories.pairs import PairFacts, PairModel, facts_from_ids, load_model, pair_features
 from pipeline.stories.settings import DedupSettings
@@ -759,7 +759,19 @@ class StoryIndex:
             self._lines.update(doc.line_hashes, -1)
         self._terms.update(doc.held_ids(), 0, -1)
 
-    # -- checks (tests) ----------------------------------------------------------------------------
+    # -- checks (tests, bench) -----------------------------------------------------------------------
+
+    def nbytes(self) -> dict[str, int]:
+        """Bytes of the index's arrays by part (the bench reports them per article)."""
+        c = self._copies
+        return {
+            "rows and term ids": nbytes(self._rows),
+            "term table": nbytes(self._terms),
+            "pair table": nbytes(self._pairs),
+            "line table": nbytes(self._lines),
+            "postings": nbytes(self._salient) + nbytes(self._members) + nbytes(self._doc_ids),
+            "copies": nbytes(c._rows) + nbytes(c._urls) + nbytes(c._texts) + nbytes(c._probes),
+        }
 
     def live_keys(self) -> set[int]:
         return set(self._rows.live_keys().tolist())
