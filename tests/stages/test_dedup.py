@@ -507,3 +507,17 @@ def test_candidates_are_ranked_by_the_rarity_of_what_they_share() -> None:
 
     assert {term_id(t) for t in ("n:zorvak", "n:quillan", "n:bexley")} <= set(probe.salient.tolist())
     assert index._candidate_stories(probe) == ["s_rare"]
+
+
+@pytest.mark.slow
+def test_rows_cut_off_at_the_front_keep_the_index_whole() -> None:
+    # Past 2,048 adds with 50 kept, the dead rows at the front are cut off (twice): keys stay,
+    # buffers shift, and every structure still holds exactly the live documents.
+    index = StoryIndex(DedupSettings(max_history=50))
+    stream = synthetic_stream(2_600, seed_value=5)
+    for n, (doc, source) in enumerate(stream):
+        got = index.add(doc)
+        if source is not None and n - source < 50:
+            assert got.link == "near_copy", (n, got)
+    assert index._rows.base >= 2_048 and index._copies._rows.base >= 2_048
+    _assert_only_live_documents(index)
