@@ -389,9 +389,12 @@ def _made(index: StoryIndex, doc: DedupDoc):
 def _terms_of(index: StoryIndex, doc: DedupDoc) -> set[str]:
     """The term keys ("w:...", "n:...", "p:...", "l:...") of `doc` as the index cuts it."""
     from pipeline.stages.dedup import _cut, _LineTerms
+    from pipeline.stories.text import term_id
 
     text = _cut(doc, index.settings)
-    return _LineTerms(text.title, text.body, index.settings).terms(list(range(len(text.body))))
+    terms = _LineTerms(text.title, text.body, index.settings).terms(list(range(len(text.body))))
+    # Word pairs are a sample: those whose id is 0 modulo pair_sample.
+    return {t for t in terms if not t.startswith("p:") or term_id(t) % index.settings.pair_sample == 0}
 
 
 def test_history_load_keeps_the_bound_and_finds_copies() -> None:
