@@ -9,8 +9,9 @@ then indexes it. The decision walks a ladder and records the rung that linked it
 1. ``exact_copy`` -- same canonical URL as an indexed document (the same article), score 1.0;
 2. ``exact_copy`` -- same normalised text under another URL, score 1.0;
 3. ``near_copy`` -- a reprint: verbatim, trimmed, with extra chrome, an updated paragraph or a new
-   headline. MinHash LSH over word shingles proposes candidates; the decision is the containment
-   ``|A & B| / min(|A|, |B|)`` of the exact shingle sets (so a copy trimmed to 60% scores 1.0);
+   headline. Candidates share one of the smallest shingle hashes of the other text; the decision is
+   the containment ``|A & B| / min(|A|, |B|)`` of the shingle sets, estimated from bottom-k
+   sketches (exact for texts of up to `copy_sketch` shingles; a copy trimmed to 60% scores 1.0);
 4. ``rewrite`` -- another outlet's rewrite, or a translation, of the same story. Candidates share
    specific terms with the document and fall within `window_days` of it (when both dates are
    known). The similarity is a weighted mean of TF-IDF cosines over content words, names and
@@ -35,31 +36,30 @@ so its result does not depend on the input order. The module is pure Python (no 
 database): the Beam stage and ``newsmon dedup`` share it.
 
 Cost: the work per add is bounded by the candidate limits of `DedupSettings`, never a scan of the
-index: near-copy candidates come from a banded MinHash LSH (at most `max_copy_candidates`, the
-newest first), rewrite candidates from postings of each document's rarest words and names,
-restricted to its window (each posting is sorted by publication time, so the window is cut by two
-binary searches, whatever the posting's length; terms in more than `max_term_docs` documents of the
-window are no evidence and are passed over without reading their documents; candidates are
-ranked by their evidence, the sum over the shared terms of log(max_term_docs / the term's documents
-in the window), so a shared rare name outweighs shared common words, and at most `max_candidates`
-documents and `max_candidate_stories` stories are scored). A story whose upper bound of similarity
-(Cauchy-Schwarz over the terms its members share with the document, needing no weighing) cannot
-beat the best story found so far is not weighed at all. Terms are interned to integer ids when a
-document is made (one look-up per term), and document frequencies live in an array indexed by id,
-so weighing a document is one gather of that array at its ids plus array arithmetic, whatever the
-size of the index (each space is one run of its ids, in sorted term order; the background df of
-its words and names is kept with it); a member is scored by gathering the new document's weights
-(a binary search of its sorted ids) onto the member's cached weight array. Candidate evidence is
-summed in one array pass.
+index: near-copy candidates come from postings of the `copy_probes` smallest shingle hashes of each
+document (at most `max_copy_candidates`, those sharing most first, then the newest), rewrite
+candidates from postings of each document's rarest words and names (the newest 4 x
+`max_term_docs` of each), restricted to its window; terms in more than `max_term_docs` documents
+of the window are no evidence; candidates are ranked by their evidence, the sum over the shared
+terms of log(max_term_docs / the term's documents in the window), so a shared rare name outweighs
+shared common words, and at most `max_candidates` documents and `max_candidate_stories` stories
+are scored. Terms are 32-bit hashed ids; document frequencies live in sorted arrays, so weighing a
+document is a binary search of its ids plus array arithmetic, whatever the size of the index; a
+member is scored by gathering the new document's weights onto the member's cached weight array.
 bench/bench_dedup_scale.py measures it with 1,000 and 100,000 stored articles.
 
+Memory: no Python object per stored document, term or posting (pipeline/stories/columns.py).
+A stored document is a row of fixed columns, its term ids run by run and line hashes in one flat
+uint32 buffer, its ids and story in one bytes buffer, and 8-byte entries in sorted posting arrays;
+the term, word-pair and line statistics are sorted arrays of 8-16 bytes a key. Most of a news
+article's bytes are its term ids (4 bytes each: content words, names, word pairs, lead terms) and
+the counts of its word pairs, which are mostly new keys; `pair_sample` keeps a uniform sample
+of the pairs. The whole index pickles as a few dozen arrays (pipeline/stories/persist.py).
+
 Retention: the index keeps at most `max_history` documents, evicting the first added, and, with
-`retention_days`, none published that long before the newest one; an evicted document leaves
-every structure (URL and text tables, LSH bands, postings, story members, term and line
-statistics, cached vectors; a term no live document holds or counts leaves the term table).
-Shingles are kept as sorted 32-bit hashes and terms as int32 ids; a news article of ~500 words
-still takes ~50-75 kB, most of it its word pairs in the term table, so the bound is what caps
-memory.
+`retention_days`, none published that long before the newest one; an evicted document leaves the
+term, pair and line statistics at once and the postings at their next merge (until then they are
+skipped: every look-up checks that a key is alive).
 """
 
 from pipeline.stories.index import StoryIndex, fold_stories

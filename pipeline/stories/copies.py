@@ -1,105 +1,52 @@
-"""Rungs 1-3, copies: same canonical URL, same normalised text, near copy (MinHash LSH + containment)."""
+"""Rungs 1-3, copies: same canonical URL, same normalised text, near copy (sketched containment).
+
+What is kept per document is flat (pipeline/stories/columns.py): a 64-bit key of its canonical URL
+and of its normalised text, its shingle count, and a *bottom-k sketch* of its shingles (the
+`copy_sketch` smallest of its 32-bit shingle hashes). Its `copy_probes` smallest hashes are filed
+in a posting array.
+
+Candidates: a new text looks up its own sketch in those postings. A reprint trimmed to 60% keeps
+each of its source's smallest hashes with probability 0.6, and each one it keeps is among its own
+smallest, so it misses all 8 probes with probability 0.4**8 (a source looked up by its reprint is
+found likewise); candidates are ranked by how many probes they share, the newest first.
+
+Decision: the containment ``|A & B| / min(|A|, |B|)`` estimated from the two sketches: both are cut
+at the smaller of their largest kept hashes, which leaves two uniform samples of the same part of
+the hash range, and the estimate is their overlap over the smaller sample (exact when both texts
+have no more than `copy_sketch` shingles).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from datasketch import MinHashLSH
 
+from pipeline.stories.columns import Postings, RowStore
 from pipeline.stories.settings import DedupSettings
-from pipeline.stories.text import _MIX_MULTIPLIER, _Text
+from pipeline.stories.text import _Text, hash64
 
-# ---------------------------------------------------------------------------------------------
-# Rungs 1-3: copies.
-
-_MERSENNE_PRIME = np.uint64((1 << 61) - 1)
-_MAX_HASH32 = np.uint64((1 << 32) - 1)
+_LOW32 = 0xFFFFFFFF
 
 
-class _MinHashLSH:
-    """Banded MinHash over 32-bit shingle hashes, kept lean: one dict entry per (document, band).
-
-    The permutations are drawn once from a fixed seed; the bands and rows per band are those
-    datasketch picks for the threshold (false positives and negatives weighed equally). A band
-    is filed under a 64-bit digest of its rows and its number; a digest collision only proposes
-    a candidate, which the exact containment then judges.
-    """
-
-    def __init__(self, threshold: float, num_perm: int) -> None:
-        probe = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self.bands, self.rows = probe.b, probe.r
-        rng = np.random.RandomState(1)
-        self._a = rng.randint(1, int(_MERSENNE_PRIME), num_perm, dtype=np.uint64)
-        self._b = rng.randint(0, int(_MERSENNE_PRIME), num_perm, dtype=np.uint64)
-        self._buckets: dict[int, int | list[int]] = {}
-        self._keys: dict[int, np.ndarray] = {}   # document key -> its band digests
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def digests(self, shingles: np.ndarray) -> np.ndarray:
-        values = shingles.astype(np.uint64)[:, None]
-        signature = (((values * self._a + self._b) % _MERSENNE_PRIME) & _MAX_HASH32).min(axis=0)
-        width = self.bands * self.rows
-        rows = signature[:width].reshape(self.bands, self.rows)
-        digest = np.arange(self.bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        for column in range(self.rows):
-            digest = (digest ^ rows[:, column]) * _MIX_MULTIPLIER
-            digest ^= digest >> np.uint64(29)
-        return digest.astype(np.int64)
-
-    def query(self, digests: np.ndarray) -> set[int]:
-        found: set[int] = set()
-        buckets = self._buckets
-        for digest in digests.tolist():
-            members = buckets.get(digest)
-            if members is None:
-                continue
-            if isinstance(members, int):
-                found.add(members)
-            else:
-                found.update(members)
-        return found
-
-    def insert(self, key: int, digests: np.ndarray) -> None:
-        self._keys[key] = digests
-        buckets = self._buckets
-        for digest in digests.tolist():
-            members = buckets.get(digest)
-            if members is None:
-                buckets[digest] = key
-            elif isinstance(members, int):
-                buckets[digest] = [members, key]
-            else:
-                members.append(key)
-
-    def remove(self, key: int) -> None:
-        digests = self._keys.pop(key, None)
-        if digests is None:
-            return
-        buckets = self._buckets
-        for digest in digests.tolist():
-            members = buckets.get(digest)
-            if members is None:
-                continue
-            if isinstance(members, int):
-                if members == key:
-                    del buckets[digest]
-            else:
-                if key in members:
-                    members.remove(key)
-                if len(members) == 1:
-                    buckets[digest] = members[0]
+def url_key(text: _Text) -> int:
+    return hash64(text.url) if text.url else 0
 
 
-@dataclass(frozen=True, eq=False)
-class _CopyEntry:
-    """What the copy rungs keep of an indexed document."""
+def text_key(text: _Text) -> int:
+    return int(text.text_hash[:16], 16) or 1 if text.text_hash else 0
 
-    shingles: np.ndarray
-    url: str
-    text_hash: str
+
+def sketched_containment(a: np.ndarray, na: int, b: np.ndarray, nb: int, settings: DedupSettings) -> float:
+    """Containment of two shingle sets of sizes `na`, `nb` from their bottom-k sketches `a`, `b`."""
+    small, large = sorted((na, nb))
+    if small < settings.min_shingles or small < settings.near_copy_min_ratio * large:
+        return 0.0
+    k = settings.copy_sketch
+    cut = min(int(a[-1]) if na > k else _LOW32, int(b[-1]) if nb > k else _LOW32)
+    a, b = a[: np.searchsorted(a, cut, side="right")], b[: np.searchsorted(b, cut, side="right")]
+    least = min(len(a), len(b))
+    if not least:
+        return 0.0
+    return len(np.intersect1d(a, b, assume_unique=True)) / least
 
 
 class _CopyIndex:
@@ -107,54 +54,82 @@ class _CopyIndex:
 
     def __init__(self, settings: DedupSettings) -> None:
         self.settings = settings
-        self._by_url: dict[str, int] = {}
-        self._by_hash: dict[str, int] = {}
-        self._entries: dict[int, _CopyEntry] = {}
-        self._lsh = _MinHashLSH(settings.lsh_threshold, settings.num_perm)
-        self._last: tuple[_Text, np.ndarray] | None = None   # find() then insert() of one text
+        self._rows = RowStore(
+            {"url": (np.uint64, 1), "text": (np.uint64, 1), "shingles": (np.int32, 1), "sketch": (np.uint16, 1)},
+            {"sketch": np.uint32},
+        )
+        self._urls = Postings()
+        self._texts = Postings()
+        self._probes = Postings()
+        self._keys: dict[int, int] = {}   # for an index of its own (observe's probe): caller key -> row key
 
-    def _digests(self, text: _Text) -> np.ndarray:
-        if self._last is None or self._last[0] is not text:
-            self._last = (text, self._lsh.digests(text.shingles))
-        return self._last[1]
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _alive(self, keys: np.ndarray) -> np.ndarray:
+        return self._rows.is_alive(keys)
+
+    def _exact(self, postings: Postings, column: str, value: int) -> int | None:
+        keys = postings.get(value & _LOW32)
+        if not len(keys):
+            return None
+        keys = keys[self._rows.is_alive(keys)]
+        keys = keys[self._rows.col(column)[keys - self._rows.base] == np.uint64(value)]
+        return int(keys.min()) if len(keys) else None
 
     def find(self, text: _Text) -> tuple[str, int, float] | None:
         """(link, key of the document copied, score), or None."""
-        for table, value in ((self._by_url, text.url), (self._by_hash, text.text_hash)):
-            if value and value in table:
-                return ("exact_copy", table[value], 1.0)
-        if len(text.shingles) < self.settings.min_shingles or not self._entries:
+        for postings, column, value in ((self._urls, "url", url_key(text)), (self._texts, "text", text_key(text))):
+            if value:
+                key = self._exact(postings, column, value)
+                if key is not None:
+                    return ("exact_copy", key, 1.0)
+        s = self.settings
+        shingles = text.shingles
+        if len(shingles) < s.min_shingles or not len(self._rows):
             return None
+        sketch = shingles[: s.copy_sketch]
+        keys, _ = self._probes.get_many(sketch, newest=s.max_term_docs)
+        if not len(keys):
+            return None
+        keys = keys[self._alive(keys)]
+        keys, hits = np.unique(keys, return_counts=True)
+        # Most probes shared first, then the newest: a reprint follows its original.
+        ranked = keys[np.lexsort((-keys, -hits))][: s.max_copy_candidates]
+        rows = self._rows
         best: tuple[float, int] | None = None
-        candidates = sorted(self._lsh.query(self._digests(text)), reverse=True)
-        # The newest first, at most max_copy_candidates of them: a reprint follows its original.
-        for key in candidates[: self.settings.max_copy_candidates]:
-            score = self._containment(text.shingles, self._entries[key].shingles)
+        for key in ranked.tolist():
+            n = int(rows.get("shingles", key))
+            other = rows.chunk("sketch", key, int(rows.get("sketch", key)))
+            score = sketched_containment(sketch, len(shingles), other, n, s)
             if best is None or score > best[0] or (score == best[0] and key < best[1]):
                 best = (score, key)
-        if best is None or best[0] < self.settings.near_copy_containment:
+        if best is None or best[0] < s.near_copy_containment:
             return None
         return ("near_copy", best[1], best[0])
 
     def insert(self, key: int, text: _Text) -> None:
-        self._entries[key] = _CopyEntry(text.shingles, text.url, text.text_hash)
-        if text.url:
-            self._by_url.setdefault(text.url, key)
-        if text.text_hash:
-            self._by_hash.setdefault(text.text_hash, key)
-        if len(text.shingles):
-            self._lsh.insert(key, self._digests(text))
-        self._last = None
+        """Index `text` under `key` (keys must come in increasing order, without gaps)."""
+        s = self.settings
+        sketch = text.shingles[: s.copy_sketch]
+        url, txt = url_key(text), text_key(text)
+        got = self._rows.append(
+            {"url": url, "text": txt, "shingles": len(text.shingles), "sketch": len(sketch)}, {"sketch": sketch}
+        )
+        assert got == key, (got, key)
+        if url:
+            self._urls.add([url & _LOW32], key, self._alive)
+        if txt:
+            self._texts.add([txt & _LOW32], key, self._alive)
+        if len(text.shingles) >= s.min_shingles:
+            self._probes.add(sketch[: s.copy_probes], key, self._alive)
 
     def remove(self, key: int) -> None:
-        entry = self._entries.pop(key)
-        for table, value in ((self._by_url, entry.url), (self._by_hash, entry.text_hash)):
-            if value and table.get(value) == key:
-                del table[value]
-        self._lsh.remove(key)
+        if self._rows.has(key):
+            self._rows.kill(key)
 
-    def _containment(self, a: np.ndarray, b: np.ndarray) -> float:
-        small, large = sorted((len(a), len(b)))
-        if small < self.settings.min_shingles or small < self.settings.near_copy_min_ratio * large:
-            return 0.0
-        return len(np.intersect1d(a, b, assume_unique=True)) / small
+    def live(self) -> set[int]:
+        return set(self._rows.live_keys().tolist())
+
+    def filed(self) -> set[int]:
+        return self._urls.all_keys() | self._texts.all_keys() | self._probes.all_keys()

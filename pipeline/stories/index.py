@@ -1,134 +1,75 @@
 """The story index: rung 4 (rewrites, average link over a story's members) and retention.
 
 See the package docstring (pipeline.stories) for the whole ladder and its cost bounds.
+
+Layout (no Python object per stored document, term or posting; see pipeline/stories/columns.py):
+
+* rows: per document, its publication time, story (a 64-bit key), link, score, counts, and where
+  its parts start in two flat buffers: `terms` (uint32) holds its term ids run by run (`_RUNS`),
+  then its line hashes; `names` (bytes) holds its doc_id, story_id and the doc_id it matched;
+* `_terms`: term id -> document frequency, stored documents holding it, background df;
+* `_lines`: line hash -> counted documents holding the line (chrome detection);
+* postings (sorted uint64 arrays): salient term -> documents, story -> members, doc_id -> key;
+* the copy index (pipeline/stories/copies.py) with its own rows.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from array import array
-from bisect import bisect_left, bisect_right
-from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain, islice, repeat
+from itertools import chain
 
 import numpy as np
-from rapidfuzz import fuzz
 
 from pipeline.models import DedupDoc, StoryAssignment
+from pipeline.stories.columns import KeyTable, Postings, RowStore, nbytes
 from pipeline.stories.copies import _CopyIndex
-from pipeline.stories.pairs import PairFacts, PairModel, facts_from_terms, load_model, pair_features
+from pipeline.stories.pairs import PairFacts, PairModel, facts_from_ids, load_model, pair_features
 from pipeline.stories.settings import DedupSettings
 from pipeline.stories.text import (
-    _RUN_SPACES,
+    LEAD_SALT,
+    _background_df,
     _cut,
     _LineTerms,
     _Text,
     _word_background_df,
-    normalise_text,
+    hash32,
+    hash64,
     story_id_for,
+    term_id,
 )
 
-# ---------------------------------------------------------------------------------------------
-# The story index.
+# Runs of a document's term ids, in this order, each sorted by id.
+R_LW, R_LN, R_LX, R_N, R_X, R_P, R_W, R_DF, R_PDF, R_Y = range(10)
+_N_RUNS = 10
+_WIDTH = 11         # `lens`: the length of each run, then of its line hashes
+# The four spaces of the similarity: lead (words, names, numbers), names and numbers, pairs, words.
+_SPACES = ((R_LW, R_LX + 1), (R_N, R_X + 1), (R_P, R_P + 1), (R_W, R_W + 1))
+_VECTOR_END = R_W + 1   # runs before this one make the weighted vector
+LINKS = ("original", "exact_copy", "near_copy", "rewrite")
+_LINK_CODE = {name: n for n, name in enumerate(LINKS)}
+_DAY = 86_400.0
+_SALT = np.uint32(LEAD_SALT)
 
 
-class _TermTable:
-    """Terms interned to int32 ids, and the document frequency of each in an array indexed by id.
+def _run_of(term: str) -> int:
+    if term[0] == "l":
+        return R_LX if term[4] == "#" else (R_LN if term[2] == "n" else R_LW)
+    if term[0] == "n":
+        return R_X if term[2] == "#" else R_N
+    return R_P if term[0] == "p" else R_W
 
-    A term is looked up in the table once per document, when the document is made or counted;
-    weighing a document later is a gather of `df` at its ids. An id lives while a stored document
-    holds its term or its document frequency is positive, then it is freed for reuse, so the
-    table follows the live documents.
-    """
 
-    def __init__(self) -> None:
-        self._ids: dict[str, int] = {}
-        self._names: list[str | None] = []
-        self._free: list[int] = []
-        self.df = np.zeros(1 << 12, dtype=np.int32)      # id -> counted documents holding the term
-        self._refs = np.zeros(1 << 12, dtype=np.int32)   # id -> stored documents holding the term
+def _ids(terms: Iterable[str]) -> np.ndarray:
+    return np.fromiter(map(term_id, terms), dtype=np.uint32)
 
-    def __len__(self) -> int:
-        return len(self._ids)
 
-    # Saved (pipeline/stories/persist.py) as one string of the names and the arrays, not as a dict
-    # of a million small strings: pickling the dict cost ~2.5 ms per article of the index.
-    def __getstate__(self) -> dict:
-        return {
-            "names": "\x00".join("" if n is None else n for n in self._names),
-            "free": np.array(self._free, dtype=np.int64),
-            "df": self.df,
-            "refs": self._refs,
-        }
-
-    def __setstate__(self, state: dict) -> None:
-        names: list[str | None] = list(state["names"].split("\x00")) if state["names"] else []
-        for i in state["free"].tolist():
-            names[i] = None
-        self._names = names
-        self._ids = {n: i for i, n in enumerate(names) if n is not None}
-        self._free = state["free"].tolist()
-        self.df, self._refs = state["df"], state["refs"]
-
-    def ids(self, terms: Iterable[str], known: dict[str, int] | None = None) -> np.ndarray:
-        """The ids of `terms` (interning new ones), in their order.
-
-        `known`: ids of some of them looked up before and still live, tried first (a small
-        dict stays in the CPU cache; the table of a large index does not).
-        """
-        terms = terms if isinstance(terms, (list, tuple)) else list(terms)
-        get = self._ids.get
-        got = list(map(get if known is None else known.get, terms))
-        if None in got:
-            for n, term in enumerate(terms):
-                if got[n] is None:
-                    found = get(term)
-                    got[n] = self._new(term) if found is None else found
-        return np.array(got, dtype=np.int32)
-
-    def _new(self, term: str) -> int:
-        if self._free:
-            i = self._free.pop()
-            self._names[i] = term
-        else:
-            i = len(self._names)
-            self._names.append(term)
-            if i >= len(self.df):
-                size = 2 * len(self.df)
-                self.df = np.concatenate((self.df, np.zeros(size - len(self.df), dtype=np.int32)))
-                self._refs = np.concatenate((self._refs, np.zeros(size - len(self._refs), dtype=np.int32)))
-        self._ids[term] = i
-        return i
-
-    def df_of(self, term: str) -> int:
-        i = self._ids.get(term)
-        return 0 if i is None else int(self.df[i])
-
-    def names(self, ids: np.ndarray) -> list[str]:
-        return [self._names[i] for i in ids.tolist()]  # type: ignore[misc]
-
-    def count(self, ids: np.ndarray, sign: int) -> None:
-        """Add `sign` to the document frequency of `ids` (distinct)."""
-        self.df[ids] += sign
-
-    def hold(self, ids: np.ndarray, sign: int) -> None:
-        """Add `sign` to the stored documents holding `ids` (distinct)."""
-        self._refs[ids] += sign
-
-    def release(self, ids: np.ndarray) -> None:
-        """Free those of `ids` no stored document holds and no counted document has."""
-        dead = ids[(self.df[ids] <= 0) & (self._refs[ids] <= 0)]
-        names, table, free = self._names, self._ids, self._free
-        for i in dead.tolist():
-            name = names[i]
-            if name is not None:   # an id may come twice
-                del table[name]
-                names[i] = None
-                free.append(i)
+def _bg(terms: Iterable[str], s: DedupSettings) -> np.ndarray:
+    return np.fromiter((_background_df(t, s.prior_docs, s.prior_doc_length) for t in terms), dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,101 +90,44 @@ class _Vector:
 
 @dataclass
 class _Doc:
-    """What the index keeps of one document for the rewrite rung."""
+    """A document being decided (new), or a stored one read back from the rows (`key` >= 0)."""
 
     key: int
     doc_id: str
-    published: float | None       # POSIX timestamp
-    title: str                    # normalised, for the optional title similarity
-    ids: np.ndarray               # int32 ids of its terms, in sorted term order: its similarity vector
-    bounds: tuple[int, ...]       # where each space ("l:", "n:", "p:", "w:") runs in `ids`
-    lead_base: np.ndarray         # int32 ids of the base terms of its "l:" terms (their df is the base's)
-    background: np.ndarray        # float32 background df of its "l:", "n:" and "w:" terms, in order
-    df_only: np.ndarray           # int32 ids of terms counted in the IDF but left out of the vector
-    line_hashes: frozenset[int]
-    salient: tuple[str, ...]      # terms under which the candidate index files it
+    published: float | None
+    runs: list[np.ndarray]        # uint32 ids per run (`_RUNS`); lead runs salted
+    line_hashes: np.ndarray       # uint32, distinct
+    salient: np.ndarray           # uint32 ids of the terms the candidate index files it under
     content_words: int
-    story_id: str
-    link: str
-    counted: bool                 # in the corpus statistics (not a copy of a counted document)
-    facts: PairFacts | None = None   # years, numbers, lead names, for the pair model
+    counted: bool
+    story_id: str = ""
+    link: str = ""
+    facts: PairFacts | None = None
+    bg: tuple[np.ndarray, np.ndarray] | None = None   # (ids, background df) of its terms, for the table
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The ids of its weighted vector, run by run."""
+        return np.concatenate(self.runs[:_VECTOR_END])
+
+    @property
+    def bounds(self) -> tuple[int, ...]:
+        out = [0]
+        for run in self.runs[:_VECTOR_END]:
+            out.append(out[-1] + len(run))
+        return tuple(out)
 
     def df_ids(self) -> np.ndarray:
-        """Ids of the terms counted in the IDF: the "l:" terms sort first, the rest of `ids` counts."""
-        return np.concatenate((self.ids[self.bounds[1] :], self.df_only))
+        """Ids counted in the IDF of the term table: all but the lead copies, the pairs and the years."""
+        return np.concatenate((self.runs[R_N], self.runs[R_X], self.runs[R_W], self.runs[R_DF]))
 
-    def held_ids(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The term ids the document holds, in arrays of distinct ids: what keeps a term interned.
+    def pair_ids(self) -> np.ndarray:
+        """Word pair ids counted in the IDF of the pair table."""
+        return np.concatenate((self.runs[R_P], self.runs[R_PDF]))
 
-        `ids` and `df_only` are disjoint; the lead's base terms are in `ids` as well, held again
-        so that their ids live as long as the document, whatever its lines.
-        """
-        return self.ids, self.lead_base, self.df_only
-
-
-_DAY = 86_400.0
-
-
-class _Posting:
-    """The documents filed under one salient term: keys sorted by publication time, undated apart.
-
-    Kept in typed arrays (16 bytes an entry); documents arrive mostly in time order, so adding is
-    an append, and removing (eviction, oldest first) a binary search near the front.
-    """
-
-    __slots__ = ("keys", "times", "undated")
-
-    def __init__(self) -> None:
-        self.times = array("d")     # publication times, ascending
-        self.keys = array("q")      # the key of each
-        self.undated = array("q")   # keys of undated documents, in insertion order
-
-    def __len__(self) -> int:
-        return len(self.keys) + len(self.undated)
-
-    def __iter__(self) -> Iterator[int]:
-        return chain(self.keys, self.undated)
-
-    def add(self, key: int, when: float | None) -> None:
-        if when is None:
-            self.undated.append(key)
-        elif not self.times or when >= self.times[-1]:
-            self.times.append(when)
-            self.keys.append(key)
-        else:
-            i = bisect_right(self.times, when)
-            self.times.insert(i, when)
-            self.keys.insert(i, key)
-
-    def remove(self, key: int, when: float | None) -> bool:
-        """Remove `key` (filed at `when`); True when the posting is left empty."""
-        if when is None:
-            if key in self.undated:
-                self.undated.remove(key)
-        else:
-            times, keys = self.times, self.keys
-            i = bisect_left(times, when)
-            while i < len(times) and times[i] == when:
-                if keys[i] == key:
-                    del times[i], keys[i]
-                    break
-                i += 1
-        return not self.keys and not self.undated
-
-    def within(self, when: float | None, window: float, cap: int) -> np.ndarray | None:
-        """Keys of the documents within `window` of `when` (all for None; undated always count),
-        or None when they are more than `cap`: two binary searches, whatever the posting's length."""
-        if when is None:
-            lo, hi = 0, len(self.times)
-        else:
-            lo, hi = bisect_left(self.times, when - window), bisect_right(self.times, when + window)
-        if hi - lo + len(self.undated) > cap:
-            return None
-        # Slices are copies: the arrays stay free to grow (a buffer view would pin them).
-        keys = np.frombuffer(self.keys[lo:hi], dtype=np.int64)
-        if self.undated:
-            keys = np.concatenate((keys, np.frombuffer(self.undated[:], dtype=np.int64)))
-        return keys
+    def held_ids(self) -> np.ndarray:
+        """Ids whose background the table keeps while the document is stored (no pairs: they have none)."""
+        return np.concatenate((self.runs[R_N], self.runs[R_X], self.runs[R_W]))
 
 
 def _timestamp(when: datetime | None) -> float | None:
@@ -255,6 +139,18 @@ def _utc(when: datetime | None) -> datetime | None:
     if when is None:
         return None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _facts(runs: list[np.ndarray], published: float | None, content_words: int) -> PairFacts:
+    return facts_from_ids(
+        lead_names=(runs[R_LN] ^ _SALT).tolist(),
+        lead_numbers=(runs[R_LX] ^ _SALT).tolist(),
+        names=runs[R_N].tolist(),
+        numbers=runs[R_X].tolist(),
+        years=runs[R_Y].tolist(),
+        published=published,
+        content_words=content_words,
+    )
 
 
 class StoryIndex:
@@ -269,42 +165,90 @@ class StoryIndex:
         # The learned pair model of the rewrite rung (pipeline/stories/pairs.py); None with
         # use_pair_model=False: the weighted cosine and rewrite_threshold decide alone.
         self.pair_model = pair_model if pair_model is not None or not settings.use_pair_model else load_model()
-        self._next_key = 0
-        self._docs: OrderedDict[int, _Doc] = OrderedDict()   # insertion order = eviction order
-        self._assignments: dict[int, StoryAssignment] = {}
-        self._by_doc_id: dict[str, int] = {}
+        self._rows = RowStore(
+            {
+                "published": (np.float64, 1),   # NaN: undated
+                "story": (np.uint64, 1),
+                "link": (np.uint8, 1),
+                "score": (np.float32, 1),
+                "counted": (np.bool_, 1),
+                "words": (np.int32, 1),
+                "lens": (np.uint16, _WIDTH),
+                "name_len": (np.int32, 1),
+            },
+            {"terms": np.uint32, "names": np.uint8},
+        )
         self._copies = _CopyIndex(settings)
-        # story_id -> member keys, in insertion order (dicts as ordered sets), so the newest come
-        # last; salient term -> the documents filed under it, by publication time.
-        self._stories: dict[str, dict[int, None]] = {}
-        self._postings: dict[str, _Posting] = {}
+        self._salient = Postings()    # salient term id -> documents
+        self._members = Postings()    # hash32(story_id) -> its documents
+        self._doc_ids = Postings()    # hash32(doc_id) -> document
         # Corpus statistics for the IDF. Copies are not counted: a story reprinted ten times
         # would otherwise make its own words look common.
-        self._terms = _TermTable()
+        self._terms = KeyTable(extra=True)
+        # Word pairs have no background and are mostly unique: counts alone, 8 bytes a pair.
+        self._pairs = KeyTable(extra=False)
         self._corpus_size = 0
-        # doc_id -> (counted, its cut text, its line terms, the ids of its terms when counted):
-        # observed, not added yet. add() reuses them, so a batch's texts are tokenised and their
-        # terms looked up in the term table once. The ids stay live: the count holds them.
-        self._observed: dict[str, tuple[bool, _Text, _LineTerms, dict[str, int] | None]] = {}
         # Body lines of the counted documents -> how many contain them. A line a document shares
         # verbatim with a document it does not copy is chrome or a stock phrase, not its story.
-        self._line_docs: Counter[int] = Counter()
-        # Weighted vectors of stored documents, kept between adds (see _refresh_vectors).
+        self._lines = KeyTable(extra=False)
+        # doc_id -> (counted, its cut text, its line terms): observed, not added yet. add() reuses
+        # them, so a batch's texts are tokenised once.
+        self._observed: dict[str, tuple[bool, _Text, _LineTerms]] = {}
+        # Weighted vectors (float32 over a member's vector ids) and pair facts of stored
+        # documents, kept between adds (bounded; see _refresh_vectors).
         self._vectors_size = 0
         self._vector_cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        # (published, key) of the dated documents, oldest first, for `retention_days`.
-        self._by_age: list[tuple[float, int]] = []
+        self._facts_cache: OrderedDict[int, PairFacts] = OrderedDict()
         self._newest: float | None = None
+        self._oldest: float | None = None   # no live dated document is older (retention_days)
 
     def __len__(self) -> int:
-        return len(self._docs)
+        return len(self._rows)
+
+    # -- saving (pipeline/stories/persist.py): arrays, not objects -------------------------------
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_observed"] = {}
+        # The cached vectors stay (bounded): a loaded index then decides exactly as the saved one.
+        state["_facts_cache"] = OrderedDict()
+        state["pair_model"] = None
+        state["_had_model"] = self.pair_model is not None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        had = state.pop("_had_model", False)
+        self.__dict__.update(state)
+        if had:
+            self.pair_model = load_model()
 
     # -- public ------------------------------------------------------------------------------
 
+    def _key_of(self, doc_id: str) -> int | None:
+        keys = self._doc_ids.get(hash32(doc_id))
+        if not len(keys):
+            return None
+        for key in keys[self._rows.is_alive(keys)][::-1].tolist():
+            if self._names(key)[0] == doc_id:
+                return key
+        return None
+
+    def _names(self, key: int) -> list[str]:
+        raw = self._rows.chunk("names", key, int(self._rows.get("name_len", key)))
+        return raw.tobytes().decode("utf-8").split("\x00")
+
+    def _assignment(self, key: int) -> StoryAssignment:
+        doc_id, story_id, matched = self._names(key)
+        rows = self._rows
+        return StoryAssignment(
+            doc_id, story_id, LINKS[int(rows.get("link", key))], matched or None,
+            round(float(rows.get("score", key)), 4),
+        )
+
     def assignment_of(self, doc_id: str) -> StoryAssignment | None:
         """The assignment of an indexed (not evicted) document, else None."""
-        key = self._by_doc_id.get(doc_id)
-        return None if key is None else self._assignments[key]
+        key = self._key_of(doc_id)
+        return None if key is None else self._assignment(key)
 
     def observe(self, docs: Iterable[DedupDoc]) -> None:
         """Count documents into the IDF statistics before they are added.
@@ -314,20 +258,20 @@ class StoryIndex:
         is never counted twice, also when it is added later.
         """
         probe = _CopyIndex(self.settings)
-        for n, doc in enumerate(docs):
-            if doc.doc_id in self._observed or doc.doc_id in self._by_doc_id:
+        n = 0
+        for doc in docs:
+            if doc.doc_id in self._observed or self._key_of(doc.doc_id) is not None:
                 continue
             text = _cut(doc, self.settings)
             cut = _LineTerms(text.title, text.body, self.settings)
             counted = self._copies.find(text) is None and probe.find(text) is None
-            known = None
             if counted:
                 probe.insert(n, text)
-                terms = [t for t in cut.terms(list(range(len(text.body)))) if not t.startswith("l:")]
-                ids = self._terms.ids(terms)
-                self._count(ids)
-                known = dict(zip(terms, ids.tolist(), strict=True))
-            self._observed[doc.doc_id] = (counted, text, cut, known)
+                n += 1
+                terms = [t for t in cut.terms(list(range(len(text.body)))) if t[0] != "l" and self._keeps(t)]
+                words = [t for t in terms if t[0] != "p"]
+                self._count(_ids(words), _ids([t for t in terms if t[0] == "p"]), 1, _bg(words, self.settings))
+            self._observed[doc.doc_id] = (counted, text, cut)
 
     def add(self, doc: DedupDoc, story_id: str | None = None) -> StoryAssignment:
         """Decide the story of `doc` against the indexed documents, then index it.
@@ -336,29 +280,28 @@ class StoryIndex:
         without a decision; the assignment then says ``original`` with score 0.0. A doc_id that is
         already indexed is not indexed twice: its first assignment is returned.
         """
-        known = self._by_doc_id.get(doc.doc_id)
+        known = self._key_of(doc.doc_id)
         if known is not None:
-            return self._assignments[known]
+            return self._assignment(known)
         prepared = self._observed.pop(doc.doc_id, None)
         observed = prepared is not None
         if observed:
-            counted, text, cut, known = prepared
+            counted, text, cut = prepared
         else:
             text = _cut(doc, self.settings)
             cut = _LineTerms(text.title, text.body, self.settings)
-            known = None
         copy = self._copies.find(text)
         if not observed:
             counted = copy is None
-        new = self._make_doc(doc, text, cut, counted, known)
+        new = self._make_doc(doc, text, cut, counted)
         if counted and not observed:
             # Judged within a corpus that holds it, as an observed document is.
-            self._count(new.df_ids())
+            self._count(new.df_ids(), new.pair_ids(), 1, self._bg_of(new, new.df_ids()))
         if story_id is not None:
             assignment = StoryAssignment(doc.doc_id, story_id, "original", None, 0.0)
         elif copy is not None:
             link, other, score = copy
-            assignment = self._link(new, link, self._docs[other], score)
+            assignment = StoryAssignment(doc.doc_id, self._names(other)[1], link, self._names(other)[0], round(score, 4))
         else:
             assignment = self._rewrite_or_original(new)
         self._index(new, text, assignment)
@@ -366,7 +309,7 @@ class StoryIndex:
 
     def forget(self, doc_id: str) -> None:
         """Evict one document, if indexed."""
-        key = self._by_doc_id.get(doc_id)
+        key = self._key_of(doc_id)
         if key is not None:
             self._evict(key)
 
@@ -378,13 +321,9 @@ class StoryIndex:
         """
         horizon = _timestamp(when)
         if horizon is not None:
-            self._evict_published_before(horizon)
+            self._evict_published_before(horizon, force=True)
 
     # -- the rewrite rung ----------------------------------------------------------------------
-
-    @staticmethod
-    def _link(new: _Doc, link: str, other: _Doc, score: float) -> StoryAssignment:
-        return StoryAssignment(new.doc_id, other.story_id, link, other.doc_id, round(score, 4))
 
     def _rewrite_threshold_of_long(self) -> float:
         """The score a full article needs to join a story (the pair model's, else `rewrite_threshold`)."""
@@ -400,12 +339,13 @@ class StoryIndex:
     def _rewrite_or_original(self, new: _Doc) -> StoryAssignment:
         closest = self._closest_story(new)
         if closest is not None and closest[0] >= self._rewrite_threshold(new):
-            return self._link(new, "rewrite", closest[1], closest[0])
+            story_id, other_doc_id = closest[1]
+            return StoryAssignment(new.doc_id, story_id, "rewrite", other_doc_id, round(closest[0], 4))
         score = round(closest[0], 4) if closest is not None else 0.0
         return StoryAssignment(new.doc_id, story_id_for(new.doc_id), "original", None, score)
 
-    def _closest_story(self, new: _Doc) -> tuple[float, _Doc] | None:
-        """The candidate story with the best average similarity, and its member closest to `new`.
+    def _closest_story(self, new: _Doc) -> tuple[float, tuple[str, str]] | None:
+        """The candidate story with the best average similarity, and (its id, its member closest to `new`).
 
         Average link: one close member is not enough to pull a document into a story, so a
         chain of pairwise-similar documents does not grow into one topic-wide story.
@@ -416,45 +356,65 @@ class StoryIndex:
             return None
         self._refresh_vectors()
         vector = self._weigh(new)
-        best: tuple[float, _Doc] | None = None
+        best: tuple[float, tuple[str, str]] | None = None
         for story_id in self._candidate_stories(new):
             members = self._story_sample(story_id, new.published)
             if not members:
                 continue
             if model is not None:
-                sims = [(self._pair_probability(new, vector, member), member) for member in members]
+                sims = [(self._pair_probability(new, vector, key), key) for key in members]
             else:
-                if best is not None and self._similarity_bound(new, vector, members) < best[0] - 1e-9:
-                    continue   # cannot beat the best story: its members need not be weighed
-                sims = [(self._similarity(new, vector, member), member) for member in members]
+                sims = [(self._similarity(vector, key), key) for key in members]
             average = sum(score for score, _ in sims) / len(sims)
             if best is None or average > best[0]:
-                best = (average, max(sims, key=lambda item: (item[0], -item[1].key))[1])
+                closest = max(sims, key=lambda item: (item[0], -item[1]))[1]
+                best = (average, (story_id, self._names(closest)[0]))
         return best
 
-    def _space_cosines(self, vector: _Vector, member: _Doc) -> tuple[float, float, float, float]:
-        """The TF-IDF cosine of `new` (weighed as `vector`) and `member` in each space (see `_space_idf`)."""
+    def _member_ids(self, key: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids of the vector, lens) of a stored document."""
+        lens = self._rows.get("lens", key).astype(np.int64)
+        return self._rows.chunk("terms", key, int(lens[:_VECTOR_END].sum())), lens
+
+    def _similarity(self, vector: _Vector, key: int) -> float:
+        """The dot product of the weighted vectors of a new document and stored `key`."""
+        ids, _ = self._member_ids(key)
+        return float(vector.gather(ids) @ self._cached_vector(key))
+
+    def _space_cosines(self, vector: _Vector, key: int) -> tuple[float, float, float, float]:
+        """The TF-IDF cosine of `new` (weighed as `vector`) and stored `key` in each space."""
         s = self.settings
-        products = vector.gather(member.ids) * self._cached_vector(member)
+        ids, lens = self._member_ids(key)
+        products = vector.gather(ids) * self._cached_vector(key)
         weights = (s.lead_weight, s.name_weight, s.phrase_weight, s.word_weight)
         total = sum(weights)
-        runs = member.bounds
+        ends = np.concatenate(([0], np.cumsum(lens[:_VECTOR_END])))
         # Each space is scaled to length sqrt(weight / total): its dot product is that share of its cosine.
-        cosines = [
-            float(products[runs[n] : runs[n + 1]].sum()) * total / weight if weight > 0 else 0.0
-            for n, weight in enumerate(weights)
-        ]
-        return cosines[0], cosines[1], cosines[2], cosines[3]
+        out = []
+        for (a, b), weight in zip(_SPACES, weights, strict=True):
+            out.append(float(products[ends[a] : ends[b]].sum()) * total / weight if weight > 0 else 0.0)
+        return out[0], out[1], out[2], out[3]
 
-    def _pair_vector(self, new: _Doc, vector: _Vector, member: _Doc) -> np.ndarray:
-        assert new.facts is not None and member.facts is not None
-        return pair_features(self._space_cosines(vector, member), new.facts, member.facts)
+    def _member_facts(self, key: int) -> PairFacts:
+        facts = self._facts_cache.get(key)
+        if facts is None:
+            doc = self._stored(key)
+            facts = self._facts_cache[key] = doc.facts  # type: ignore[assignment]
+            if len(self._facts_cache) > self.settings.vector_cache_size:
+                self._facts_cache.popitem(last=False)
+        else:
+            self._facts_cache.move_to_end(key)
+        return facts  # type: ignore[return-value]
 
-    def _pair_probability(self, new: _Doc, vector: _Vector, member: _Doc) -> float:
-        """The pair model's probability that `new` and `member` report one event."""
-        assert self.pair_model is not None and new.facts is not None and member.facts is not None
-        model = self.pair_model.for_pair(new.facts, member.facts, self.settings.min_rewrite_terms)
-        return model.probability(self._pair_vector(new, vector, member))
+    def _pair_vector(self, new: _Doc, vector: _Vector, key: int) -> np.ndarray:
+        assert new.facts is not None
+        return pair_features(self._space_cosines(vector, key), new.facts, self._member_facts(key))
+
+    def _pair_probability(self, new: _Doc, vector: _Vector, key: int) -> float:
+        """The pair model's probability that `new` and stored `key` report one event."""
+        assert self.pair_model is not None and new.facts is not None
+        model = self.pair_model.for_pair(new.facts, self._member_facts(key), self.settings.min_rewrite_terms)
+        return model.probability(self._pair_vector(new, vector, key))
 
     def refresh_model(self) -> None:
         """Use the pair model saved with this code (an index loaded from disk keeps its own copy)."""
@@ -462,119 +422,89 @@ class StoryIndex:
             self.pair_model = load_model()
 
     def content_words_of(self, doc_id: str) -> int:
-        return self._docs[self._by_doc_id[doc_id]].content_words
+        key = self._key_of(doc_id)
+        assert key is not None, doc_id
+        return int(self._rows.get("words", key))
 
     def pair_features_of(self, doc_a: str, doc_b: str) -> np.ndarray:
         """The pair features of two indexed documents, `doc_a` weighed as a new one (training, explaining)."""
         self._refresh_vectors()
-        a, b = self._docs[self._by_doc_id[doc_a]], self._docs[self._by_doc_id[doc_b]]
-        return self._pair_vector(a, self._weigh(a), b)
-
-    def _similarity_bound(self, new: _Doc, vector: _Vector, members: list[_Doc]) -> float:
-        """An upper bound of the average similarity of `new` to `members`, from shared terms alone.
-
-        Per space, Cauchy-Schwarz over the k terms a member shares with `new`: its weights there
-        have length at most sqrt(weight / total * k / (norm_floor_terms + k)), whatever IDF they
-        were weighed with (each IDF is at most log N, the floor is norm_floor_terms * (log N)**2).
-        """
-        s = self.settings
-        weights = (s.lead_weight, s.name_weight, s.phrase_weight, s.word_weight)
-        total = sum(weights)
-        bound = 0.0
-        for member in members:
-            gathered = vector.gather(member.ids)
-            runs = member.bounds
-            for n, weight in enumerate(weights):
-                shared = gathered[runs[n] : runs[n + 1]]
-                shared = shared[shared > 0]
-                k = len(shared)
-                if k:
-                    bound += math.sqrt(weight / total * k / (s.norm_floor_terms + k) * math.fsum((shared * shared).tolist()))
-            if s.title_weight and new.title and member.title:
-                bound += s.title_weight
-        return bound / len(members)
+        ka, kb = self._key_of(doc_a), self._key_of(doc_b)
+        assert ka is not None and kb is not None, (doc_a, doc_b)
+        a = self._stored(ka)
+        return self._pair_vector(a, self._weigh(a), kb)
 
     def _in_window(self, a: float | None, b: float | None) -> bool:
         if a is None or b is None:
             return True
         return abs(a - b) <= self.settings.window_days * _DAY
 
-    def _candidate_stories(self, new: _Doc) -> list[str]:
-        """Stories of the documents sharing most salient terms with `new`, within its window.
-
-        The candidates come from the postings of its salient terms alone (never from a scan of the
-        index): the documents of each posting inside the window (cut by binary search on its
-        publication times), the `max_candidates` with the most evidence kept (the sum over the shared
-        terms of log(max_term_docs / documents of the window holding the term): a large window
-        brings chance overlaps on common words, which rank below a shared rare name).
-        """
-        s = self.settings
-        found: list[np.ndarray] = []     # per useful term: the keys of its documents in the window
-        weights: list[np.ndarray] = []   # and log(cap / their number), repeated for each
-        postings = self._postings
-        for term in new.salient:
-            posting = postings.get(term)
-            if posting is None:
-                continue
-            keys = posting.within(new.published, s.window_days * _DAY, s.max_term_docs)
-            if keys is None:
-                # Common in the window (a large history makes chance overlaps of such terms
-                # frequent): no evidence of a shared story, and the cost would grow with the index.
-                continue
-            if not len(keys):
-                continue
-            # The fewer documents of the window hold the term, the more a shared one says.
-            found.append(keys)
-            weights.append(np.full(len(keys), math.log((s.max_term_docs + 1.0) / len(keys))))
-        if not found:
-            return []
-        # Per candidate: the shared terms, and the evidence (summed in term order, in one array pass).
-        keys, inverse, shared = np.unique(np.concatenate(found), return_inverse=True, return_counts=True)
-        evidence = np.bincount(inverse, weights=np.concatenate(weights), minlength=len(keys))
-        enough = shared >= s.min_shared_salient
-        keys, shared, evidence = keys[enough], shared[enough], evidence[enough]
-        # Most evidence first, then most shared terms, then the newest.
-        ranked = keys[np.lexsort((-keys, -shared, -evidence))]
-        stories: dict[str, None] = {}
-        taken = 0
-        for key in ranked.tolist():
-            other = self._docs[key]
-            stories.setdefault(other.story_id, None)
-            taken += 1
-            if taken >= s.max_candidates or len(stories) >= s.max_candidate_stories:
-                break
-        return list(stories)
-
-    def _story_sample(self, story_id: str, published: float | None) -> list[_Doc]:
+    def _story_sample(self, story_id: str, published: float | None) -> list[int]:
         """Members a document is averaged against: distinct texts in its window, newest first.
 
         Exact and near copies repeat another member's text; averaging over them would weigh a
         story by how often one article was reprinted.
         """
-        distinct: list[_Doc] = []
-        copies: list[_Doc] = []
-        for key in reversed(self._stories.get(story_id, {})):
-            member = self._docs[key]
-            if self._in_window(published, member.published):
-                (distinct if member.link in ("original", "rewrite") else copies).append(member)
-                if len(distinct) >= self.settings.max_story_sample:
-                    break
-        return distinct or copies[: self.settings.max_story_sample]
+        rows = self._rows
+        keys = self._members.get(hash32(story_id))
+        keys = keys[rows.is_alive(keys)]
+        keys = keys[rows.col("story")[keys - rows.base] == np.uint64(hash64(story_id))][::-1]
+        times = rows.col("published")[keys - rows.base]
+        if published is not None:
+            inside = np.isnan(times) | (np.abs(times - published) <= self.settings.window_days * _DAY)
+            keys = keys[inside]
+        links = rows.col("link")[keys - rows.base]
+        distinct = (links == _LINK_CODE["original"]) | (links == _LINK_CODE["rewrite"])
+        sample = self.settings.max_story_sample
+        chosen = keys[distinct][:sample]
+        return (chosen if len(chosen) else keys[:sample]).tolist()
 
-    def _similarity(self, new: _Doc, vector: _Vector, member: _Doc) -> float:
-        """The dot product of the weighted vectors of `new` and `member` (see `_space_idf`).
+    def _candidate_stories(self, new: _Doc) -> list[str]:
+        """Stories of the documents sharing most salient terms with `new`, within its window.
 
-        The member's vector is an array over its term ids (in sorted term order); `new`'s weights
-        are gathered onto them by a binary search of its sorted ids, and the sum runs in the
-        member's term order (deterministic).
+        The candidates come from the postings of its salient terms alone (never from a scan of the
+        index): the newest documents filed under each term, those inside the window kept (terms
+        in more than `max_term_docs` documents of the window are no evidence and are passed over),
+        ranked by evidence (the sum over the shared terms of log(max_term_docs / documents of the
+        window holding the term): a shared rare name outweighs shared common words); the
+        `max_candidates` with the most evidence give at most `max_candidate_stories` stories.
         """
-        weights = self._cached_vector(member)
-        gathered = vector.gather(member.ids)
-        score = float(gathered @ weights)
-        weight = self.settings.title_weight
-        if weight and new.title and member.title:
-            score += weight * fuzz.token_set_ratio(new.title, member.title) / 100.0
-        return score
+        s = self.settings
+        if not len(new.salient):
+            return []
+        rows = self._rows
+        keys, which = self._salient.get_many(new.salient, newest=4 * s.max_term_docs)
+        if not len(keys):
+            return []
+        live = rows.is_alive(keys)
+        keys, which = keys[live], which[live]
+        if new.published is not None:
+            times = rows.col("published")[keys - rows.base]
+            inside = np.isnan(times) | (np.abs(times - new.published) <= s.window_days * _DAY)
+            keys, which = keys[inside], which[inside]
+        if not len(keys):
+            return []
+        per_term = np.bincount(which, minlength=len(new.salient))
+        useful = per_term[which] <= s.max_term_docs
+        keys, which = keys[useful], which[useful]
+        if not len(keys):
+            return []
+        weights = np.log((s.max_term_docs + 1.0) / per_term[which])
+        # Per candidate: the shared terms, and the evidence (summed in term order, in one array pass).
+        order = np.argsort(which, kind="stable")
+        keys, weights = keys[order], weights[order]
+        keys, inverse, shared = np.unique(keys, return_inverse=True, return_counts=True)
+        evidence = np.bincount(inverse, weights=weights, minlength=len(keys))
+        enough = shared >= s.min_shared_salient
+        keys, shared, evidence = keys[enough], shared[enough], evidence[enough]
+        # Most evidence first, then most shared terms, then the newest.
+        ranked = keys[np.lexsort((-keys, -shared, -evidence))][: s.max_candidates]
+        stories: dict[str, None] = {}
+        for key in ranked.tolist():
+            stories.setdefault(self._names(key)[1], None)
+            if len(stories) >= s.max_candidate_stories:
+                break
+        return list(stories)
 
     # -- weighting -----------------------------------------------------------------------------
 
@@ -588,29 +518,32 @@ class StoryIndex:
             self._vectors_size = self._corpus_size
             self._vector_cache.clear()
 
-    def _space_idf(self, doc: _Doc) -> tuple[np.ndarray, dict[str, float], tuple[int, ...]]:
-        """IDF of each term of `doc` (0 where not positive), the scale of each space, the space runs.
+    def _weights_of(self, runs: list[np.ndarray], doc: _Doc | None = None) -> np.ndarray:
+        """The weighted vector over the ids of `runs[:_VECTOR_END]`: idf * scale of its space.
 
         Binary TF-IDF per space, each space scaled to length sqrt(weight / total weight): the
         dot product of two such vectors is the weighted mean of the per-space cosines.
         IDF: the corpus plus `prior_docs` pseudo-documents of general English (wordfreq). With a
         few documents the background tells 'Witkoff' from 'report'; as the corpus grows it takes
-        over, and the words a whole stream shares lose their weight. `doc.ids` follow the sorted
-        terms, so each space ("l:", "n:", "p:", "w:") is one run of them; the work is one gather
-        of the document frequencies at its ids and array arithmetic, not a loop over the terms.
+        over, and the words a whole stream shares lose their weight. A lead term is as rare as
+        its base term (its id XOR the lead salt): one document frequency for both. A new `doc`
+        brings the background of its terms (the table may not know them yet).
         """
         s = self.settings
-        bounds = doc.bounds
-        lead_end, name_end, pair_end = bounds[1], bounds[2], bounds[3]
+        lens = [len(r) for r in runs[:_VECTOR_END]]
+        ends = np.concatenate(([0], np.cumsum(lens))).astype(np.int64)
+        lead_end = int(ends[R_LX + 1])
+        ids = np.concatenate(runs[:_VECTOR_END])
+        base = ids.copy()
+        base[:lead_end] ^= _SALT
+        pair_lo, pair_hi = int(ends[R_P]), int(ends[R_P + 1])
+        df, bg = self._terms.get(base)
+        if doc is not None:
+            bg = self._bg_of(doc, base).astype(np.float64)
+        df[pair_lo:pair_hi] = self._pairs.get(base[pair_lo:pair_hi])[0]
+        bg[pair_lo:pair_hi] = 0.0
         log_docs = math.log(self._corpus_size + s.prior_docs + 1.0)
-        # A lead word is as rare as the same word anywhere: one document frequency for both.
-        counts = self._terms.df
-        df = np.empty(len(doc.ids), dtype=np.float64)
-        df[:lead_end] = counts[doc.lead_base]
-        df[lead_end:] = counts[doc.ids[lead_end:]]
-        df[:name_end] += doc.background[:name_end]
-        df[pair_end:] += doc.background[name_end:]
-        idf = log_docs - np.log(df + 1.0)
+        idf = log_docs - np.log(df + bg + 1.0)
         np.maximum(idf, 0.0, out=idf)
         squares = idf * idf
         # A space of a handful of terms (an article with two numbers and no names) would reach
@@ -618,86 +551,117 @@ class StoryIndex:
         floor = s.norm_floor_terms * log_docs**2
         weights = (s.lead_weight, s.name_weight, s.phrase_weight, s.word_weight)
         total = sum(weights)
-        scales: dict[str, float] = {}
-        for n, space in enumerate(_RUN_SPACES):
-            a, b = bounds[n], bounds[n + 1]
-            if weights[n] > 0 and b > a:
-                scales[space[0]] = math.sqrt(weights[n] / total) / math.sqrt(floor + float(squares[a:b].sum()))
+        for (a, b), weight in zip(_SPACES, weights, strict=True):
+            lo, hi = int(ends[a]), int(ends[b])
+            if weight > 0 and hi > lo:
+                idf[lo:hi] *= math.sqrt(weight / total) / math.sqrt(floor + float(squares[lo:hi].sum()))
             else:
-                scales[space[0]] = 0.0
-        return idf, scales, bounds
-
-    def _weights(self, doc: _Doc) -> np.ndarray:
-        """The weighted vector of `doc` as an array over `doc.terms`: idf * scale of its space."""
-        idf, scales, bounds = self._space_idf(doc)
-        return idf * np.repeat([scales[space[0]] for space in _RUN_SPACES], np.diff(bounds))
+                idf[lo:hi] = 0.0
+        return idf
 
     def _weigh(self, doc: _Doc) -> _Vector:
         """The weighted vector of `doc`: its term ids of positive weight (sorted) and their weights."""
-        values = self._weights(doc)
+        values = self._weights_of(doc.runs, doc if doc.bg is not None else None)
+        ids = doc.ids
         keep = values > 0
-        ids, values = doc.ids[keep], values[keep]
+        ids, values = ids[keep], values[keep]
         order = np.argsort(ids, kind="stable")
         return _Vector(ids[order], values[order])
 
-    def _cached_vector(self, doc: _Doc) -> np.ndarray:
-        """The weighted vector of a stored document (an array over its terms), kept between adds."""
-        vector = self._vector_cache.get(doc.key)
+    def _cached_vector(self, key: int) -> np.ndarray:
+        """The weighted vector of a stored document (over its vector ids), kept between adds."""
+        vector = self._vector_cache.get(key)
         if vector is None:
-            vector = self._vector_cache[doc.key] = self._weights(doc)
+            vector = self._vector_cache[key] = self._weights_of(self._stored_runs(key)).astype(np.float32)
             if len(self._vector_cache) > self.settings.vector_cache_size:
                 self._vector_cache.popitem(last=False)
         else:
-            self._vector_cache.move_to_end(doc.key)
+            self._vector_cache.move_to_end(key)
         return vector
 
     # -- indexing ------------------------------------------------------------------------------
 
-    def _make_doc(
-        self, doc: DedupDoc, text: _Text, cut: _LineTerms, counted: bool, known: dict[str, int] | None = None
-    ) -> _Doc:
+    def _stored_runs(self, key: int) -> list[np.ndarray]:
+        lens = self._rows.get("lens", key).astype(np.int64)
+        flat = self._rows.chunk("terms", key, int(lens.sum()))
+        ends = np.cumsum(lens)
+        return [flat[a:b] for a, b in zip(chain([0], ends[:_N_RUNS - 1]), ends[:_N_RUNS], strict=True)]
+
+    def _stored(self, key: int) -> _Doc:
+        """A stored document read back from the rows (what the pair features need)."""
+        rows = self._rows
+        lens = rows.get("lens", key).astype(np.int64)
+        flat = rows.chunk("terms", key, int(lens.sum()))
+        runs = self._stored_runs(key)
+        when = float(rows.get("published", key))
+        published = None if math.isnan(when) else when
+        words = int(rows.get("words", key))
+        doc_id, story_id, _ = self._names(key)
+        return _Doc(
+            key=key, doc_id=doc_id, published=published, runs=runs,
+            line_hashes=flat[int(lens[:_N_RUNS].sum()) :], salient=np.zeros(0, dtype=np.uint32),
+            content_words=words, counted=bool(rows.get("counted", key)), story_id=story_id,
+            link=LINKS[int(rows.get("link", key))], facts=_facts(runs, published, words),
+        )
+
+    def _make_doc(self, doc: DedupDoc, text: _Text, cut: _LineTerms, counted: bool) -> _Doc:
+        s = self.settings
         full = cut.terms(list(range(len(text.body))))
         own_lines = self._own_lines(text)
         own = cut.terms(own_lines) if own_lines and len(own_lines) < len(text.body) else full
-        terms = tuple(sorted(own))   # words, names and lead terms come interned
-        bounds = (0, *(bisect_left(terms, space) for space in _RUN_SPACES[1:]), len(terms))
-        table = self._terms
-        key, self._next_key = self._next_key, self._next_key + 1
+        if s.phrase_weight <= 0:
+            own = {t for t in own if not t.startswith("p:")}
+            full = {t for t in full if not t.startswith("p:")}
+        by_run: list[list[str]] = [[] for _ in range(_N_RUNS)]
+        for term in own:
+            by_run[_run_of(term)].append(term)
+        counted_only = [t for t in full - own if t[0] != "l"]
+        by_run[R_DF] = [t for t in counted_only if t[0] != "p"]
+        by_run[R_PDF] = [t for t in counted_only if t[0] == "p"]
+        if s.pair_sample > 1:
+            for n in (R_P, R_PDF):
+                by_run[n] = [t for t in by_run[n] if term_id(t) % s.pair_sample == 0]
+        runs: list[np.ndarray] = []
+        for n, terms in enumerate(by_run[:R_Y]):
+            ids = _ids([t[2:] for t in terms] if n <= R_LX else terms)
+            if n <= R_LX:
+                ids ^= _SALT
+            runs.append(np.unique(ids))
+        years = sorted({int(t[3:]) for t in by_run[R_X] if len(t) == 7 and t[3:].isdigit() and 1900 <= int(t[3:]) <= 2099})
+        runs.append(np.array(years, dtype=np.uint32))
+        published = _timestamp(doc.published)
+        words = len(runs[R_W])
+        # Background df of every term the table may have to create: the held runs and the df-only one.
+        bg_terms = [t for n in (R_N, R_X, R_W, R_DF) for t in by_run[n]]
         made = _Doc(
-            key=key,
+            key=-1,
             doc_id=doc.doc_id,
-            published=_timestamp(doc.published),
-            title=normalise_text(doc.title),
-            ids=table.ids(terms, known),
-            bounds=bounds,
-            lead_base=table.ids([t[2:] for t in terms[: bounds[1]]], known),
-            background=self._background(terms),
-            df_only=table.ids([t for t in full - own if not t.startswith("l:")], known),
-            line_hashes=frozenset(text.line_hashes),
-            salient=self._salient(terms),
-            content_words=bounds[4] - bounds[3],
-            story_id="",
-            link="",
+            published=published,
+            runs=runs,
+            line_hashes=np.unique(np.array([h & 0xFFFFFFFF for h in text.line_hashes], dtype=np.uint32)),
+            salient=self._salient_ids(by_run[R_N] + by_run[R_W]),
+            content_words=words,
             counted=counted,
+            bg=(_ids(bg_terms), _bg(bg_terms, s)),
         )
-        made.facts = facts_from_terms(terms, made.published, made.content_words)
-        for ids in made.held_ids():
-            table.hold(ids, 1)
+        made.facts = _facts(runs, published, words)
         return made
 
-    def _background(self, terms: tuple[str, ...]) -> np.ndarray:
-        """The background df of the lead (of its base term), name and word terms of sorted `terms`.
-
-        Fixed for the life of the document, so weighing it later needs only the corpus counts.
-        """
+    def _keeps(self, term: str) -> bool:
+        """Whether the index keeps `term` (word pairs may be off or sampled)."""
+        if term[0] != "p":
+            return True
         s = self.settings
-        name_end, pair_end = bisect_left(terms, "p:"), bisect_left(terms, "w:")
-        lead_end = bisect_left(terms, "n:")
-        spaced = chain((t[2:] for t in terms[:lead_end]), islice(terms, lead_end, name_end), islice(terms, pair_end, None))
-        count = name_end + len(terms) - pair_end
-        return np.fromiter(
-            map(_word_background_df, spaced, repeat(s.prior_docs), repeat(s.prior_doc_length)), dtype=np.float32, count=count
-        )
+        return s.phrase_weight > 0 and (s.pair_sample <= 1 or term_id(term) % s.pair_sample == 0)
+
+    def _bg_of(self, doc: _Doc, ids: np.ndarray) -> np.ndarray:
+        """The background df of `ids` (terms of `doc`), for creating them in the table."""
+        assert doc.bg is not None
+        known, values = doc.bg
+        order = np.argsort(known, kind="stable")
+        pos = np.searchsorted(known[order], ids)
+        np.minimum(pos, max(len(known) - 1, 0), out=pos)
+        return values[order][pos] if len(known) else np.zeros(len(ids), dtype=np.float32)
 
     def _own_lines(self, text: _Text) -> list[int]:
         """The body lines that are the document's own, not chrome shared with other documents.
@@ -706,45 +670,57 @@ class StoryIndex:
         unless most of the body was seen, as in a partial copy, whose shared lines are its story;
         there only lines seen in `chrome_min_docs` documents or more go.
         """
-        seen = [self._line_docs[h] for h in text.line_hashes]
+        hashes = np.array([h & 0xFFFFFFFF for h in text.line_hashes], dtype=np.uint32)
+        seen = self._lines.get(hashes)[0].tolist()
         partial_copy = 2 * sum(1 for n in seen if n) > len(seen)
         limit = self.settings.chrome_min_docs if partial_copy else 1
         return [i for i, n in enumerate(seen) if n < limit]
 
-    def _salient(self, terms: tuple[str, ...]) -> tuple[str, ...]:
+    def _salient_ids(self, terms: list[str]) -> np.ndarray:
         """The rarest words and names in general English: stable as the corpus grows, unlike IDF."""
         s = self.settings
         prior, length = s.prior_docs, s.prior_doc_length
-        names = islice(terms, bisect_left(terms, "n:"), bisect_left(terms, "p:"))
-        words = islice(terms, bisect_left(terms, "w:"), None)
-        ranked = heapq.nsmallest(
-            s.salient_terms, ((_word_background_df(t, prior, length), t) for t in chain(names, words))
-        )
-        return tuple(t for _, t in ranked)
+        ranked = heapq.nsmallest(s.salient_terms, ((_word_background_df(t, prior, length), t) for t in terms))
+        return np.unique(_ids(t for _, t in ranked))
 
-    def _count(self, ids: np.ndarray, sign: int = 1) -> None:
-        self._terms.count(ids, sign)
+    def _count(self, ids: np.ndarray, pairs: np.ndarray, sign: int, bg: np.ndarray | None = None) -> None:
+        self._terms.update(ids, sign, 0, bg)
+        self._pairs.update(pairs, sign)
         self._corpus_size += sign
 
     def _index(self, doc: _Doc, text: _Text, assignment: StoryAssignment) -> None:
-        doc.story_id, doc.link = assignment.story_id, assignment.link
-        key = doc.key
-        self._docs[key] = doc
-        self._assignments[key] = assignment
-        self._by_doc_id[doc.doc_id] = key
+        rows = self._rows
+        story = assignment.story_id
+        names = "\x00".join((doc.doc_id, story, assignment.matched_doc_id or "")).encode("utf-8")
+        lens = [len(r) for r in doc.runs] + [len(doc.line_hashes)]
+        if max(lens) > 0xFFFF:
+            raise ValueError(f"document {doc.doc_id}: more than 65,535 terms in one run")
+        key = rows.append(
+            {
+                "published": np.nan if doc.published is None else doc.published,
+                "story": hash64(story),
+                "link": _LINK_CODE[assignment.link],
+                "score": assignment.score,
+                "counted": doc.counted,
+                "words": doc.content_words,
+                "lens": lens,
+                "name_len": len(names),
+            },
+            {"terms": np.concatenate([*doc.runs, doc.line_hashes]), "names": np.frombuffer(names, dtype=np.uint8)},
+        )
+        doc.key = key
         self._copies.insert(key, text)
-        self._stories.setdefault(doc.story_id, {})[key] = None
-        postings = self._postings
-        for term in doc.salient:
-            posting = postings.get(term)
-            if posting is None:
-                posting = postings[term] = _Posting()
-            posting.add(key, doc.published)
+        alive = rows.is_alive
+        self._salient.add(doc.salient, key, alive)
+        self._members.add([hash32(story)], key, alive)
+        self._doc_ids.add([hash32(doc.doc_id)], key, alive)
+        held = doc.held_ids()
+        self._terms.update(held, 0, 1, self._bg_of(doc, held))
         if doc.counted:
-            self._line_docs.update(doc.line_hashes)
+            self._lines.update(doc.line_hashes, 1)
         if doc.published is not None:
-            heapq.heappush(self._by_age, (doc.published, key))
             self._newest = doc.published if self._newest is None else max(self._newest, doc.published)
+            self._oldest = doc.published if self._oldest is None else min(self._oldest, doc.published)
         self._retain()
 
     def _retain(self) -> None:
@@ -753,54 +729,52 @@ class StoryIndex:
         The age of a document is taken against the newest publication date indexed, not the
         clock, so that a batch of old documents is folded as it was when they were new.
         """
-        while len(self._docs) > self.settings.max_history:
-            self._evict(next(iter(self._docs)))
+        rows = self._rows
+        while len(rows) > self.settings.max_history:
+            self._evict(rows.front)
         days = self.settings.retention_days
         if days is not None and self._newest is not None:
             self._evict_published_before(self._newest - days * _DAY)
-        if len(self._by_age) > 2 * len(self._docs) + 64:
-            # Entries of documents evicted by count: drop them, so the heap stays within the bound.
-            self._by_age = [(when, key) for when, key in self._by_age if key in self._docs]
-            heapq.heapify(self._by_age)
 
-    def _evict_published_before(self, horizon: float) -> None:
-        heap = self._by_age
-        while heap and heap[0][0] < horizon:
-            _, key = heapq.heappop(heap)
-            if key in self._docs:
-                self._evict(key)
+    def _evict_published_before(self, horizon: float, force: bool = False) -> None:
+        if not force and (self._oldest is None or self._oldest >= horizon):
+            return
+        rows = self._rows
+        times = rows.col("published")
+        alive = rows.alive.view()
+        for key in (np.flatnonzero(alive & (times < horizon)) + rows.base).tolist():
+            self._evict(key)
+        times = rows.col("published")[rows.alive.view()]
+        times = times[~np.isnan(times)]
+        self._oldest = float(times.min()) if len(times) else None
 
     def _evict(self, key: int) -> None:
-        doc = self._docs.pop(key)
-        del self._assignments[key]
-        if self._by_doc_id.get(doc.doc_id) == key:
-            del self._by_doc_id[doc.doc_id]
+        doc = self._stored(key)
+        self._rows.kill(key)
         self._copies.remove(key)
         self._vector_cache.pop(key, None)
-        _discard(self._stories, doc.story_id, key)
-        postings = self._postings
-        for term in doc.salient:
-            posting = postings.get(term)
-            if posting is not None and posting.remove(key, doc.published):
-                del postings[term]
+        self._facts_cache.pop(key, None)
         if doc.counted:
-            self._count(doc.df_ids(), -1)
-            self._line_docs.subtract(doc.line_hashes)
-            for h in doc.line_hashes:
-                if self._line_docs[h] <= 0:
-                    del self._line_docs[h]
-        held = doc.held_ids()
-        for ids in held:
-            self._terms.hold(ids, -1)
-        self._terms.release(np.concatenate(held))
+            self._count(doc.df_ids(), doc.pair_ids(), -1)
+            self._lines.update(doc.line_hashes, -1)
+        self._terms.update(doc.held_ids(), 0, -1)
 
+    # -- checks (tests, bench) -----------------------------------------------------------------------
 
-def _discard(table: dict[str, dict[int, None]], name: str, key: int) -> None:
-    members = table.get(name)
-    if members is not None:
-        members.pop(key, None)
-        if not members:
-            del table[name]
+    def nbytes(self) -> dict[str, int]:
+        """Bytes of the index's arrays by part (the bench reports them per article)."""
+        c = self._copies
+        return {
+            "rows and term ids": nbytes(self._rows),
+            "term table": nbytes(self._terms),
+            "pair table": nbytes(self._pairs),
+            "line table": nbytes(self._lines),
+            "postings": nbytes(self._salient) + nbytes(self._members) + nbytes(self._doc_ids),
+            "copies": nbytes(c._rows) + nbytes(c._urls) + nbytes(c._texts) + nbytes(c._probes),
+        }
+
+    def live_keys(self) -> set[int]:
+        return set(self._rows.live_keys().tolist())
 
 
 # ---------------------------------------------------------------------------------------------

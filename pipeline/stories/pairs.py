@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.stories.text import term_id
+
 MODEL_PATH = Path(__file__).with_name("pair_model.json")
 # No time feature. "Both dated" would learn which corpus a pair came from (every 2025 entry is
 # dated, no ECB+ article is) and penalise every dated pair of a live stream. The time between the
@@ -55,11 +57,16 @@ FEATURES = (
 )
 
 
-WEEKDAYS = frozenset({"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"})
-MONTHS = frozenset({
+_WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_MONTH_NAMES = (
     "january", "february", "march", "april", "june", "july", "august", "september", "october",
     "november", "december",   # "may" is left out: a sentence's "May" is mostly the verb
-})
+)
+# Facts hold term ids (pipeline.stories.text.term_id of the "n:" terms), so these are ids too.
+WEEKDAYS = frozenset(term_id("n:" + d) for d in _WEEKDAY_NAMES)
+MONTHS = frozenset(term_id("n:" + m) for m in _MONTH_NAMES)
+# A number of one digit ("2 people", "3 days") is as common as a stop word: no event's mark.
+_ONE_DIGIT = frozenset(term_id(f"n:#{d}") for d in range(10))
 
 
 _CALENDAR = WEEKDAYS | MONTHS
@@ -67,45 +74,28 @@ _CALENDAR = WEEKDAYS | MONTHS
 
 @dataclass(frozen=True)
 class PairFacts:
-    """What the pair features need of one document, fixed when it is indexed."""
+    """What the pair features need of one document (term ids of its "n:" terms), fixed when indexed."""
 
-    years: frozenset[int]          # four-digit numbers 1900-2099 in the text
-    numbers: frozenset[str]        # every number of two or more characters in the text (years included)
-    lead_numbers: frozenset[str]   # numbers of the title and the first lines
-    lead_names: frozenset[str]     # names (capitalised words) of the title and the first lines
-    names: frozenset[str]          # every name of the text
+    years: frozenset[int]          # four-digit numbers 1900-2099 in the text (their values)
+    numbers: frozenset[int]        # every number of two or more characters in the text (years included)
+    lead_numbers: frozenset[int]   # numbers of the title and the first lines
+    lead_names: frozenset[int]     # names (capitalised words) of the title and the first lines
+    names: frozenset[int]          # every name of the text
     published: float | None
     content_words: int
 
 
-def facts_from_terms(terms: tuple[str, ...], published: float | None, content_words: int) -> PairFacts:
-    """The facts of a document from its sorted term keys ("l:n:...", "n:#2008", "n:obama", ...)."""
-    names: set[str] = set()
-    numbers: set[str] = set()
-    lead_names: set[str] = set()
-    lead_numbers: set[str] = set()
-    for term in terms:
-        # A number of one digit ("2 people", "3 days") is as common as a stop word: no event's mark.
-        if term.startswith("l:n:"):
-            word = term[4:]
-            if not word.startswith("#"):
-                lead_names.add(word)
-            elif len(word) > 2:
-                lead_numbers.add(word[1:])
-        elif term.startswith("n:"):
-            word = term[2:]
-            if not word.startswith("#"):
-                names.add(word)
-            elif len(word) > 2:
-                numbers.add(word[1:])
-    years = {int(n) for n in numbers if len(n) == 4 and n.isdigit() and 1900 <= int(n) <= 2099}
+def facts_from_ids(
+    *, lead_names, lead_numbers, names, numbers, years, published: float | None, content_words: int
+) -> PairFacts:
+    """The facts of a document from the ids of its terms (lead ids unsalted, as "n:" ids)."""
     return PairFacts(
-        frozenset(years), frozenset(numbers), frozenset(lead_numbers), frozenset(lead_names),
-        frozenset(names), published, content_words,
+        frozenset(years), frozenset(numbers) - _ONE_DIGIT, frozenset(lead_numbers) - _ONE_DIGIT,
+        frozenset(lead_names), frozenset(names), published, content_words,
     )
 
 
-def _missing(lead: frozenset[str], other: frozenset[str]) -> float | None:
+def _missing(lead: frozenset[int], other: frozenset[int]) -> float | None:
     return sum(1 for n in lead if n not in other) / len(lead) if lead else None
 
 

@@ -265,3 +265,32 @@ def _cut(doc: DedupDoc, settings: DedupSettings) -> _Text:
         url=canonical_url(doc.url),
         text_hash=hashlib.sha1(normal.encode("utf-8")).hexdigest() if normal else "",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Term ids: 32-bit hashes of the term keys, stable across processes (a saved index keeps them).
+# Two terms share an id with probability ~1e-9 per pair: a vanishing error in a document
+# frequency or a cosine, never a decision by itself (copies are decided on 64-bit keys).
+
+LEAD_SALT = 0x5BD1E995   # the id of a lead term is its base term's id XOR this
+
+
+def term_id(term: str) -> int:
+    # Word pairs seldom repeat: caching their ids would only fill the cache.
+    return _uncached_id(term) if term[0] == "p" else _cached_id(term)
+
+
+def _uncached_id(term: str) -> int:
+    return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big")
+
+
+_cached_id = lru_cache(maxsize=300_000)(_uncached_id)
+
+
+def hash32(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4).digest(), "big")
+
+
+def hash64(text: str) -> int:
+    """A nonzero 64-bit key of `text` (0 is kept for "none")."""
+    return _hash64(text) or 1

@@ -1,0 +1,410 @@
+"""Flat numpy containers of the story index: no Python object per document, term or posting.
+
+* `Grow`: a 1-D numpy array that grows by appends (amortised, 1.25x), the store of every column.
+* `KeyTable`: 32-bit term (or line) hashes -> counts (and optionally stored-document references
+  and a background document frequency), as sorted arrays plus a small dict of recent keys, merged
+  into the arrays when it grows past a fraction of them (a log-structured merge of two levels).
+* `Postings`: (32-bit group, 32-bit document key) pairs packed in one sorted uint64 array, plus a
+  small dict of recent entries: every document filed under a group is one binary-searched slice.
+  Entries of evicted documents are dropped lazily, when the dict is merged into the array.
+
+Everything pickles as a handful of arrays (pipeline/stories/persist.py), so saving and loading the
+index is a copy of its buffers, not a walk over millions of objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+
+
+class Grow:
+    """An append-only numpy array with spare capacity; `view()` is the filled part."""
+
+    __slots__ = ("_data", "n")
+
+    def __init__(self, dtype, capacity: int = 256) -> None:
+        self._data = np.zeros(max(16, capacity), dtype=dtype)
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def view(self) -> np.ndarray:
+        return self._data[: self.n]
+
+    def _reserve(self, extra: int) -> None:
+        need = self.n + extra
+        if need > len(self._data):
+            size = max(need, int(len(self._data) * 1.25) + 16)
+            data = np.zeros(size, dtype=self._data.dtype)
+            data[: self.n] = self._data[: self.n]
+            self._data = data
+
+    def append(self, value) -> None:
+        self._reserve(1)
+        self._data[self.n] = value
+        self.n += 1
+
+    def extend(self, values: np.ndarray) -> None:
+        k = len(values)
+        self._reserve(k)
+        self._data[self.n : self.n + k] = values
+        self.n += k
+
+    def replace(self, values: np.ndarray) -> None:
+        """Keep only `values` (a compaction): the spare capacity is given back."""
+        self._data = np.array(values, dtype=self._data.dtype, copy=True)
+        self.n = len(values)
+
+    def __getstate__(self) -> tuple:
+        return (self.view().copy(),)
+
+    def __setstate__(self, state: tuple) -> None:
+        self._data = state[0]
+        self.n = len(self._data)
+
+
+class _Level:
+    """Sorted keys and their columns (df, refs, background)."""
+
+    __slots__ = ("bg", "df", "keys", "refs")
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=np.uint32)
+        self.df = np.zeros(0, dtype=np.int32)
+        self.refs = np.zeros(0, dtype=np.int32)
+        self.bg = np.zeros(0, dtype=np.float32)
+
+    def find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = self.keys
+        if not len(keys):
+            return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+        pos = np.searchsorted(keys, ids)
+        np.minimum(pos, len(keys) - 1, out=pos)
+        return pos, keys[pos] == ids
+
+
+class KeyTable:
+    """uint32 key -> df (int32) [, refs (int32), background (float32)], for distinct key arrays.
+
+    `df` counts the documents of the corpus statistics holding the key; `refs` the stored
+    documents holding it (a key they hold keeps its background while none is counted); the
+    background is set when the key is first seen. A key with df and refs both 0 is dropped at the
+    next merge. Two sorted levels: new keys are inserted into the small one (a memmove of it),
+    which is merged into the large one when it passes a sixteenth of it.
+    """
+
+    def __init__(self, extra: bool = True) -> None:
+        self.extra = extra
+        self._main = _Level()
+        self._recent = _Level()
+
+    def __len__(self) -> int:
+        return len(self._main.keys) + len(self._recent.keys)
+
+    def _levels(self) -> tuple[_Level, _Level]:
+        return self._main, self._recent
+
+    def update(self, ids: np.ndarray, ddf: int, drefs: int = 0, bg: np.ndarray | None = None) -> None:
+        """Add `ddf` / `drefs` at `ids` (distinct); keys not known are created with `bg` (if given)."""
+        if not len(ids):
+            return
+        rest = np.arange(len(ids))
+        for level in self._levels():
+            pos, found = level.find(ids[rest])
+            hit = pos[found]
+            if ddf:
+                level.df[hit] += ddf
+            if drefs and self.extra:
+                level.refs[hit] += drefs
+            rest = rest[~found]
+            if not len(rest):
+                return
+        if ddf < 0 or (drefs < 0 and not ddf):
+            return   # nothing to take from keys the table does not hold
+        new = ids[rest]
+        order = np.argsort(new, kind="stable")
+        new = new[order]
+        r = self._recent
+        at = np.searchsorted(r.keys, new)
+        r.keys = np.insert(r.keys, at, new)
+        r.df = np.insert(r.df, at, np.int32(ddf))
+        if self.extra:
+            r.refs = np.insert(r.refs, at, np.int32(drefs))
+            values = np.zeros(len(new), dtype=np.float32) if bg is None else np.asarray(bg, dtype=np.float32)[rest][order]
+            r.bg = np.insert(r.bg, at, values)
+        if len(r.keys) > max(4096, len(self._main.keys) // 16):
+            self.merge()
+
+    def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(df, background) of each of `ids` (0 for unknown keys), as float64."""
+        df = np.zeros(len(ids), dtype=np.float64)
+        bg = np.zeros(len(ids), dtype=np.float64)
+        for level in self._levels():
+            pos, found = level.find(ids)
+            df[found] = level.df[pos[found]]
+            if self.extra:
+                bg[found] = level.bg[pos[found]]
+        return df, bg
+
+    def total_df(self) -> int:
+        return int(self._main.df.sum()) + int(self._recent.df.sum())
+
+    def live_keys(self) -> set[int]:
+        out: set[int] = set()
+        for level in self._levels():
+            live = (level.df > 0) | (level.refs > 0) if self.extra else level.df > 0
+            out.update(level.keys[live].tolist())
+        return out
+
+    def negative(self) -> bool:
+        return any(bool((lv.df < 0).any() or (lv.refs < 0).any()) for lv in self._levels())
+
+    def merge(self) -> None:
+        """Fold the recent level into the main one and drop the dead keys."""
+        m, r = self._main, self._recent
+        keys = np.concatenate((m.keys, r.keys))
+        order = np.argsort(keys, kind="stable")
+        merged = _Level()
+        merged.keys = keys[order]
+        merged.df = np.concatenate((m.df, r.df))[order]
+        if self.extra:
+            merged.refs = np.concatenate((m.refs, r.refs))[order]
+            merged.bg = np.concatenate((m.bg, r.bg))[order]
+            live = (merged.df > 0) | (merged.refs > 0)
+            merged.refs, merged.bg = merged.refs[live], merged.bg[live]
+        else:
+            live = merged.df > 0
+        merged.keys, merged.df = merged.keys[live], merged.df[live]
+        self._main, self._recent = merged, _Level()
+
+    def __getstate__(self) -> dict:
+        self.merge()
+        state = {"extra": self.extra, "keys": self._main.keys, "df": self._main.df}
+        if self.extra:
+            state.update(refs=self._main.refs, bg=self._main.bg)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.extra = state["extra"]
+        self._main, self._recent = _Level(), _Level()
+        self._main.keys, self._main.df = state["keys"], state["df"]
+        if self.extra:
+            self._main.refs, self._main.bg = state["refs"], state["bg"]
+
+
+class Postings:
+    """Documents filed under 32-bit groups: one sorted uint64 array of (group << 32 | key).
+
+    `alive(keys) -> bool mask` tells which document keys are still indexed; the entries of the
+    others are skipped by `get` and dropped by the next merge.
+    """
+
+    def __init__(self) -> None:
+        self.packed = np.zeros(0, dtype=np.uint64)
+        self._pending: dict[int, list[int]] = {}
+        self._pending_n = 0
+
+    def __len__(self) -> int:
+        return len(self.packed) + self._pending_n
+
+    def add(self, groups: np.ndarray | list[int], key: int, alive: Callable[[np.ndarray], np.ndarray]) -> None:
+        pending = self._pending
+        for g in (groups.tolist() if isinstance(groups, np.ndarray) else groups):
+            got = pending.get(g)
+            if got is None:
+                pending[g] = [key]
+            else:
+                got.append(key)
+            self._pending_n += 1
+        if self._pending_n > max(4096, len(self.packed) // 32):
+            self.merge(alive)
+
+    def get(self, group: int, newest: int | None = None) -> np.ndarray:
+        """Keys filed under `group` (live or not), oldest first; with `newest`, the last ones only."""
+        g = np.uint64(group) << _SHIFT
+        packed = self.packed
+        lo = int(np.searchsorted(packed, g))
+        hi = int(np.searchsorted(packed, g | _LOW32, side="right"))
+        keys = (packed[lo:hi] & _LOW32).astype(np.int64)
+        recent = self._pending.get(group)
+        if recent:
+            keys = np.concatenate((keys, np.array(recent, dtype=np.int64)))
+        if newest is not None and len(keys) > newest:
+            keys = keys[-newest:]
+        return keys
+
+    def get_many(self, groups: np.ndarray, newest: int) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, index of their group in `groups`) for each group, at most the `newest` per group."""
+        g = groups.astype(np.uint64) << _SHIFT
+        packed = self.packed
+        lo = np.searchsorted(packed, g)
+        hi = np.searchsorted(packed, g | _LOW32, side="right")
+        lo = np.maximum(lo, hi - newest)
+        keys: list[np.ndarray] = []
+        which: list[np.ndarray] = []
+        pending = self._pending
+        for n, (a, b) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
+            recent = pending.get(int(groups[n])) if pending else None
+            if b > a:
+                got = (packed[a:b] & _LOW32).astype(np.int64)
+                if recent:
+                    got = np.concatenate((got, np.array(recent, dtype=np.int64)))[-newest:]
+            elif recent:
+                got = np.array(recent[-newest:], dtype=np.int64)
+            else:
+                continue
+            keys.append(got)
+            which.append(np.full(len(got), n, dtype=np.int64))
+        if not keys:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(keys), np.concatenate(which)
+
+    def merge(self, alive: Callable[[np.ndarray], np.ndarray]) -> None:
+        if self._pending:
+            new = np.fromiter(
+                ((g << 32) | k for g, ks in self._pending.items() for k in ks), dtype=np.uint64, count=self._pending_n
+            )
+            packed = np.concatenate((self.packed, new))
+            packed.sort()
+            self._pending = {}
+            self._pending_n = 0
+        else:
+            packed = self.packed
+        if len(packed):
+            packed = packed[alive((packed & _LOW32).astype(np.int64))]
+        self.packed = packed
+
+    def all_keys(self) -> set[int]:
+        out = set((self.packed & _LOW32).tolist())
+        for ks in self._pending.values():
+            out.update(ks)
+        return out
+
+    def __getstate__(self) -> dict:
+        groups = np.fromiter((g for g, ks in self._pending.items() for _ in ks), dtype=np.uint64, count=self._pending_n)
+        keys = np.fromiter((k for ks in self._pending.values() for k in ks), dtype=np.uint64, count=self._pending_n)
+        return {"packed": self.packed, "pending": (groups << _SHIFT) | keys}
+
+    def __setstate__(self, state: dict) -> None:
+        self.packed = state["packed"]
+        self._pending = {}
+        self._pending_n = 0
+        for p in state["pending"].tolist():
+            self._pending.setdefault(p >> 32, []).append(p & 0xFFFFFFFF)
+            self._pending_n += 1
+
+
+def nbytes(obj) -> int:
+    """Bytes held by the numpy arrays of `obj` (a container of this module), capacity included."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, Grow):
+        return obj._data.nbytes
+    if isinstance(obj, _Level):
+        return sum(a.nbytes for a in (obj.keys, obj.df, obj.refs, obj.bg))
+    if isinstance(obj, KeyTable):
+        return nbytes(obj._main) + nbytes(obj._recent)
+    if isinstance(obj, Postings):
+        return obj.packed.nbytes + 8 * obj._pending_n
+    if isinstance(obj, RowStore):
+        return sum(nbytes(g) for g in (obj.alive, *obj.cols.values(), *obj.bufs.values(), *obj.starts.values()))
+    return 0
+
+
+class RowStore:
+    """Per-document columns indexed by key - `base` (keys are handed out in order), and CSR buffers.
+
+    `columns`: name -> (dtype, width); a column of width w holds w values per row. `buffers`: name ->
+    dtype of a variable-length buffer, each row's part found by its start (int64) and a length the
+    caller keeps in a column. A removed row is marked dead; when the dead rows at the front are
+    more than half of the rows, they are cut off (rows and buffers shift, keys stay).
+    """
+
+    def __init__(self, columns: dict[str, tuple], buffers: dict[str, object]) -> None:
+        self.base = 0
+        self.live = 0
+        self.alive = Grow(bool)
+        self.widths = {name: w for name, (_, w) in columns.items()}
+        self.cols = {name: Grow(dtype) for name, (dtype, _) in columns.items()}
+        self.bufs = {name: Grow(dtype) for name, dtype in buffers.items()}
+        self.starts = {name: Grow(np.int64) for name in buffers}
+        self.front = 0   # no live row has a key below this
+
+    def __len__(self) -> int:
+        return self.live
+
+    @property
+    def next_key(self) -> int:
+        return self.base + len(self.alive)
+
+    def append(self, values: dict, chunks: dict[str, np.ndarray]) -> int:
+        key = self.next_key
+        self.alive.append(True)
+        for name, col in self.cols.items():
+            v = values[name]
+            if self.widths[name] == 1:
+                col.append(v)
+            else:
+                col.extend(np.asarray(v))
+        for name, buf in self.bufs.items():
+            self.starts[name].append(len(buf))
+            buf.extend(chunks[name])
+        self.live += 1
+        return key
+
+    def col(self, name: str) -> np.ndarray:
+        view = self.cols[name].view()
+        w = self.widths[name]
+        return view if w == 1 else view.reshape(-1, w)
+
+    def get(self, name: str, key: int):
+        w = self.widths[name]
+        r = key - self.base
+        return self.cols[name].view()[r] if w == 1 else self.cols[name].view()[r * w : (r + 1) * w]
+
+    def chunk(self, name: str, key: int, length: int) -> np.ndarray:
+        start = int(self.starts[name].view()[key - self.base])
+        return self.bufs[name].view()[start : start + length]
+
+    def is_alive(self, keys: np.ndarray) -> np.ndarray:
+        rows = keys - self.base
+        ok = (rows >= 0) & (rows < len(self.alive))
+        out = np.zeros(len(keys), dtype=bool)
+        out[ok] = self.alive.view()[rows[ok]]
+        return out
+
+    def has(self, key: int) -> bool:
+        r = key - self.base
+        return 0 <= r < len(self.alive) and bool(self.alive.view()[r])
+
+    def live_keys(self) -> np.ndarray:
+        return np.flatnonzero(self.alive.view()) + self.base
+
+    def kill(self, key: int) -> None:
+        self.alive.view()[key - self.base] = False
+        self.live -= 1
+        alive = self.alive.view()
+        r = max(self.front - self.base, 0)
+        while r < len(alive) and not alive[r]:
+            r += 1
+        self.front = self.base + r
+        cut = self.front - self.base
+        if cut >= 1024 and 2 * cut >= len(alive):
+            self._cut(cut)
+
+    def _cut(self, k: int) -> None:
+        self.alive.replace(self.alive.view()[k:])
+        for name, col in self.cols.items():
+            col.replace(col.view()[k * self.widths[name] :])
+        for name, buf in self.bufs.items():
+            starts = self.starts[name].view()
+            offset = int(starts[k]) if k < len(starts) else len(buf)
+            buf.replace(buf.view()[offset:])
+            self.starts[name].replace(starts[k:] - offset)
+        self.base += k
