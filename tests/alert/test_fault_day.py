@@ -83,7 +83,7 @@ def test_a_busy_day_of_faults_and_kills_loses_and_repeats_nothing(tmp_path: Path
         plan_path.write_text(json.dumps(plan), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         env["PYTHONPATH"] = str(ROOT)
-        kills, lives, deadline = 0, 0, time.monotonic() + 1200
+        kills, lives, deadline = 0, 0, time.monotonic() + 2400
         logfile = tmp_path / "driver.log"
         while True:
             lives += 1
