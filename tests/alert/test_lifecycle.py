@@ -347,6 +347,56 @@ def test_a_failing_feed_and_growing_dead_letters_alert_ops_once_each(world: Aler
     assert any("resolved: feed f2 is ok again" in m["text"] for m in top_level(slack, OPS))
 
 
+def _items(world: AlertWorld, when: datetime, n: int, tag: str) -> None:
+    from pipeline.store import _insert
+
+    with world.store.transaction() as con:
+        _insert(con, "items", [{"item_id": f"{tag}{i}", "feed_id": "f1", "guid": f"{tag}{i}", "url": f"https://x.test/{tag}{i}",
+                                "title": "t", "seen_at": when, "disposition": "stored"} for i in range(n)])
+
+
+def test_a_volume_drop_across_feeds_alerts_ops_once_and_resolves_once(world: AlertWorld, slack: SlackApiServer) -> None:
+    ops = Route("ops", [api(slack, OPS, "ops")], ops=True)
+    checks = pipeline_checks(world.store, HealthAlertsConfig(feeds=False, volume_drop_fraction=0.5), world.store.data_dir)
+    engine = world.engine([Route("default", [api(slack)]), ops], AlertTimingConfig(group_wait_seconds=0), health=checks)
+    now = world.clock()
+    # Three days of 40 new items every 6 hours, then 3 in the last 6 hours: far below half of usual.
+    for w in range(1, 13):
+        _items(world, now - timedelta(hours=6 * w + 1), 40, f"old{w}-")
+    _items(world, now - timedelta(hours=1), 3, "new-")
+    engine.run()
+    texts = [m["text"] for m in top_level(slack, OPS)]
+    assert len(texts) == 1 and "new items fell to 3 in 6 h (usually " in texts[0], texts
+    world.advance(minutes=10)
+    engine.run()
+    assert len(top_level(slack, OPS)) == 1  # still low: told once
+    _items(world, world.clock() - timedelta(minutes=5), 40, "back-")
+    world.advance(minutes=10)
+    engine.run()
+    texts = [m["text"] for m in top_level(slack, OPS)]
+    assert len(texts) == 2 and "resolved" in texts[1] and "new items back to" in texts[1], texts
+    assert top_level(slack) == []
+
+
+def test_overdue_store_maintenance_alerts_ops_once_and_resolves_when_it_runs(world: AlertWorld, slack: SlackApiServer) -> None:
+    ops = Route("ops", [api(slack, OPS, "ops")], ops=True)
+    last = [world.clock() - timedelta(hours=30)]
+    checks = pipeline_checks(world.store, HealthAlertsConfig(feeds=False, maintenance_overdue_hours=24),
+                             world.store.data_dir, last_maintained=lambda: last[0], started_at=world.clock())
+    engine = world.engine([Route("default", [api(slack)]), ops], AlertTimingConfig(group_wait_seconds=0), health=checks)
+    engine.run()
+    texts = [m["text"] for m in top_level(slack, OPS)]
+    assert len(texts) == 1 and "has not been maintained since" in texts[0], texts
+    world.advance(minutes=10)
+    engine.run()
+    assert len(top_level(slack, OPS)) == 1
+    last[0] = world.clock()  # a maintenance run
+    world.advance(minutes=10)
+    engine.run()
+    texts = [m["text"] for m in top_level(slack, OPS)]
+    assert len(texts) == 2 and "resolved" in texts[1] and "maintenance runs again" in texts[1], texts
+
+
 def test_a_daily_digest_by_email_on_its_own_route(world: AlertWorld, slack: SlackApiServer, tmp_path: Path) -> None:
     with SmtpTestServer(tmp_path / "smtp") as smtp:
         mail = EmailNotifier(smtp.host, smtp.port, "newsmon@example.org", ("analysts@example.org",),
