@@ -28,7 +28,8 @@ def test_run_polls_on_schedule_and_stops_on_sigterm(tmp_path: Path) -> None:
         settings.write_text(
             "fetch:\n  allow_private_addresses: true\n  per_host_min_gap_seconds: 0\n"
             "pipeline:\n  batch_interval_seconds: 2\n  poll_tick_seconds: 5\n"
-            "alerts:\n  interval_seconds: 2\n"
+            # No group wait: the alert goes out in the first alert run after its batch.
+            "alerts:\n  interval_seconds: 2\n  timing:\n    group_wait_seconds: 0\n"
             f"metrics_port: {free_port()}\n",
             encoding="utf-8",
         )
