@@ -9,10 +9,13 @@ the caller to turn into one line.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -47,3 +50,15 @@ def write_atomic(path: str | Path, text: str, *, encoding: str = "utf-8") -> Non
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def locked(path: str | Path, mode: str) -> Iterator[Any]:
+    """`path` opened in `mode` (text, UTF-8) under an exclusive flock, released on leaving: the
+    pending files that CLI verbs append to while the daemon drains them."""
+    with open(path, mode, encoding="utf-8") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield fh
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -13,18 +13,16 @@ alert run; `silence list` shows pending changes too.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.alert.routes import AlertFacts
+from pipeline.fileio import locked
 from pipeline.models import parse_datetime
 from pipeline.store import LAKE, Store, _insert
 from pipeline.store.lock import read_holder
@@ -105,7 +103,7 @@ def expire_silence(data_dir: Path, silence_id: str, at: datetime) -> str:
 
 def _change(data_dir: Path, change: dict[str, Any]) -> str:
     if read_holder(data_dir) is not None:
-        with _locked(Path(data_dir) / PENDING, "a") as fh:
+        with locked(Path(data_dir) / PENDING, "a") as fh:
             fh.write(json.dumps(change, default=lambda v: v.isoformat()) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -120,7 +118,7 @@ def pending_changes(data_dir: Path) -> list[dict[str, Any]]:
     path = Path(data_dir) / PENDING
     if not path.exists():
         return []
-    with _locked(path, "r") as fh:
+    with locked(path, "r") as fh:
         return _parse(fh.read())
 
 
@@ -129,7 +127,7 @@ def apply_pending(store: Store) -> int:
     path = Path(store.data_dir) / PENDING
     if not path.exists():
         return 0
-    with _locked(path, "r+") as fh:
+    with locked(path, "r+") as fh:
         changes = _parse(fh.read())
         _apply(store, changes)
         fh.seek(0)
@@ -172,13 +170,3 @@ def _apply(store: Store, changes: list[dict[str, Any]]) -> None:
                     f"UPDATE {LAKE}.alert_silences SET expired_at = ? WHERE silence_id = ? AND expired_at IS NULL",
                     [c["expired_at"], c["silence_id"]],
                 )
-
-
-@contextlib.contextmanager
-def _locked(path: Path, mode: str) -> Iterator[Any]:
-    with open(path, mode, encoding="utf-8") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield fh
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

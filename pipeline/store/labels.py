@@ -9,16 +9,15 @@ reads both, so a label counts at once.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import StoreError
+from pipeline.fileio import locked
 from pipeline.store import LAKE, Store, _insert
 from pipeline.store.lock import read_holder
 
@@ -43,7 +42,7 @@ def add_topic_label(
                 "`newsmon query \"SELECT article_id, title FROM articles ORDER BY stored_at DESC LIMIT 20\"`"
             )
     if read_holder(data_dir) is not None:
-        with _locked(Path(data_dir) / PENDING, "a") as fh:
+        with locked(Path(data_dir) / PENDING, "a") as fh:
             fh.write(json.dumps({**row, "labelled_at": at.isoformat()}, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -55,22 +54,12 @@ def add_topic_label(
     return "stored"
 
 
-@contextlib.contextmanager
-def _locked(path: Path, mode: str) -> Iterator[Any]:
-    with open(path, mode, encoding="utf-8") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield fh
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def pending_labels(data_dir: Path) -> list[dict[str, Any]]:
     """Labels queued while the daemon held the store, oldest first."""
     path = Path(data_dir) / PENDING
     if not path.exists():
         return []
-    with _locked(path, "r") as fh:
+    with locked(path, "r") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
@@ -79,7 +68,7 @@ def import_pending_labels(store: Store) -> int:
     path = store.data_dir / PENDING
     if not path.exists():
         return 0
-    with _locked(path, "r+") as fh:
+    with locked(path, "r+") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
         if rows:
             for r in rows:
