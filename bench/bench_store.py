@@ -383,6 +383,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--articles", default="1000000", help="comma-separated sizes (default 1000000)")
     ap.add_argument("--batches", type=int, default=5000, help="simulated daemon batches per copy (0: measure the fresh store only)")
+    ap.add_argument("--off-batches", type=int, help="batches for the maintenance-off copy (default: --batches); "
+                    "its commits slow as snapshots pile up, so a long comparison can stop it earlier")
     ap.add_argument("--maintain-every", type=int, default=60, help="batches between maintenance runs (on copy)")
     ap.add_argument("--text-words", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=3)
@@ -429,15 +431,17 @@ def main() -> None:
             for d in (on, off):
                 shutil.rmtree(d, ignore_errors=True)
                 relocate(base, d)
-            log(f"== {n:,} articles: {args.batches:,} batches, maintenance every {args.maintain_every} (on) / never (off)")
+            off_batches = args.off_batches or args.batches
+            log(f"== {n:,} articles: {args.batches:,} batches with maintenance every {args.maintain_every} (on), "
+                f"{off_batches:,} without (off)")
             if args.parallel:  # the two copies in two processes: each its own writer, as two daemons
                 with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
                     f_on = pool.submit(simulate, on, args.batches, end, maintain_every=args.maintain_every, log=log)
-                    f_off = pool.submit(simulate, off, args.batches, end, maintain_every=None, log=log)
+                    f_off = pool.submit(simulate, off, off_batches, end, maintain_every=None, log=log)
                     sim_on, sim_off = f_on.result(), f_off.result()
             else:
                 sim_on = simulate(on, args.batches, end, maintain_every=args.maintain_every, log=log)
-                sim_off = simulate(off, args.batches, end, maintain_every=None, log=log)
+                sim_off = simulate(off, off_batches, end, maintain_every=None, log=log)
             res["maint_off"] = {**measure(off, args.repeat, base_trend=args.base_trend, rng=rng), **health(off), **sim_off}
             res["maint_on"] = {**measure(on, args.repeat, base_trend=args.base_trend, rng=rng), **health(on), **sim_on}
             with Store.open(on) as s:
