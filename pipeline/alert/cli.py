@@ -9,8 +9,9 @@
 
 Silence changes go straight into the store, or, while the daemon holds it, into a queue file the
 daemon applies at its next alert run (pipeline/alert/silences.py). `alerts list` only reads.
-`alerts test` and `alerts replay` call the channels directly with the configured secrets; they
-record what they sent in the notification log when no daemon holds the store.
+`alerts test` and `alerts replay` call the channels directly with the configured secrets and
+record what they sent in the notification log; while the daemon holds the store, through a queue
+file it records at its next alert run (pipeline/alert/nflog.py, like silence changes).
 """
 
 from __future__ import annotations
@@ -198,15 +199,11 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
 
 def _record(cfg: Any, rows: list[dict[str, Any]]) -> str:
-    """Log what an operator verb sent, when no daemon holds the store."""
+    """Log what an operator verb sent: in the store, or queued for the daemon that holds it."""
     from pipeline.alert import nflog
-    from pipeline.store import Store
-    from pipeline.store.lock import read_holder
 
-    if read_holder(cfg.data_dir) is not None:
-        return " (not in the notification log: the daemon holds the store)"
-    with Store.open(cfg.data_dir) as store:
-        nflog.append(store, rows)
+    if nflog.record_or_queue(cfg.data_dir, rows) == "queued":
+        return " (queued for the notification log: the daemon records it at its next alert run)"
     return ""
 
 

@@ -2,7 +2,8 @@
 
 One `AlertEngine.run()` (the daemon's alert job) does, in order:
 
-1. Queued silence changes are applied (`newsmon silence add|expire` while the daemon runs).
+1. Queued silence changes are applied (`newsmon silence add|expire` while the daemon runs), and
+   the notification rows `newsmon alerts test|replay` queued meanwhile are recorded.
 2. First alerts. Each outbox row is routed (routes.py) to one or more route channels. On each it
    is, in this order of precedence: recorded `silenced` when an active silence matches; held while
    it is younger than the group wait (copies arriving in the same minutes fold first, and the
@@ -112,6 +113,7 @@ class AlertEngine:
         self.by_key: dict[str, tuple[Route, Notifier]] = {k: (r, n) for r in self.routes for k, n in r.keys.items()}
         self._silences: list[Silence] = []
         self._health_at: datetime | None = None
+        self._snap: dict[str, list[dict[str, Any]]] | None = None
         # Holds set by a 429 before a restart still bind.
         wall = self.now()
         for channel, until in nflog.channel_holds(store, wall).items():
@@ -128,6 +130,7 @@ class AlertEngine:
         batch has folded every copy it will see)."""
         summary = LifecycleSummary()
         apply_pending(self.store)
+        nflog.apply_pending(self.store)  # rows of `alerts test|replay` queued while we hold the store
         now = self.now()
         self._silences = load_silences(self.store)
         due = nflog.due_first(self.store, list(self.by_key), now, max_attempts=self.max_attempts, max_age=MAX_AGE)
@@ -157,15 +160,25 @@ class AlertEngine:
         for nf_rows, deliveries in decided:
             nflog.append(self.store, nf_rows, deliveries)
         keys = list(self.by_key)
+        # One read of the notification log for every channel, instead of several per channel:
+        # each channel's thread is the only writer of its rows until the channels are done, so
+        # the snapshot stays true for what a thread reads (first alerts it sends in this run are
+        # threaded from the next run on). Digests and health, after the channels, read afresh.
+        self._snap = self._snapshot(now)
         if len(keys) <= 1:
             for k in keys:
                 self._channel(k, per_channel[k], states, summary)
         else:
             # One thread per channel: each channel's rate limit is its own, so a slow or held
             # channel does not delay the others.
-            with ThreadPoolExecutor(max_workers=min(8, len(keys)), thread_name_prefix="alert") as pool:
-                for f in [pool.submit(self._channel, k, per_channel[k], states, summary) for k in keys]:
-                    f.result()
+            with ThreadPoolExecutor(max_workers=min(32, len(keys)), thread_name_prefix="alert") as pool:
+                futures = [pool.submit(self._channel, k, per_channel[k], states, summary) for k in keys]
+                try:
+                    for f in futures:
+                        f.result()
+                finally:
+                    self._snap = None
+        self._snap = None
         for route in self.routes:
             if route.digest is not None:
                 self._digest(route, summary)
@@ -192,6 +205,22 @@ class AlertEngine:
             [threading_keys, now - timedelta(hours=self.timing.update_window_hours), now],
         )
         return {"first": first, "untold": int(rows[0][0])}
+
+    def _snapshot(self, now: datetime) -> dict[str, list[dict[str, Any]]]:
+        since = now - max(MAX_AGE, timedelta(hours=self.timing.update_window_hours))
+        out: dict[str, list[dict[str, Any]]] = {k: [] for k in self.by_key}
+        for r in nflog.latest(self.store, kinds=("first", "reply", "update", "digest", "health"), since=since):
+            out.setdefault(r["channel"], []).append(r)
+        return out
+
+    def _latest(self, key: str, kinds: Sequence[str], since: datetime,
+                statuses: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """nflog.latest for one channel: from the run's snapshot while the channels run."""
+        snap = self._snap
+        if snap is None:
+            return nflog.latest(self.store, channel=key, kinds=kinds, since=since, statuses=statuses)
+        return [r for r in snap.get(key, ()) if r["kind"] in kinds and r["noted_at"] >= since
+                and (statuses is None or r["status"] in statuses)]
 
     def _facts(self, d: nflog.DueFirst, st: nflog.StoryState | None) -> AlertFacts:
         outlets = set(st.outlets) if st else set()
@@ -230,18 +259,33 @@ class AlertEngine:
             return
 
     def _slack_id(self, notifier: Notifier) -> str | None:
-        return f"slack:{notifier.channel_id}" if isinstance(notifier, SlackApiNotifier) else None
+        """The channel's name in the limiter and in alert_channel_holds (None: not Slack). Both
+        are the same in every process, so a 429's hold binds after a restart."""
+        if isinstance(notifier, SlackApiNotifier):
+            return f"slack:{notifier.channel_id}"
+        if notifier.channel == "slack":
+            key = getattr(notifier, "limit_key", None)
+            return key if isinstance(key, str) else f"hook:{type(notifier).__name__}"
+        return None
 
     @contextlib.contextmanager
-    def _gate(self, notifier: Notifier) -> Iterator[None]:
+    def _gate(self, notifier: Notifier, claim: Callable[[], None] | None = None) -> Iterator[None]:
         """Around one Slack call: wait for the channel's token (raise _ChannelHeld while a
-        Retry-After holds it), and start the next interval when the call has been answered."""
-        sid = self._slack_id(notifier) or (f"hook:{id(notifier)}" if notifier.channel == "slack" else None)
+        Retry-After holds it), and start the next interval when the call has been answered.
+
+        `claim` (the notification log's claim, a commit) runs before the wait for the token, so
+        its commit overlaps the interval instead of adding to it: a channel at one post per
+        second then spends its second waiting, not committing."""
+        sid = self._slack_id(notifier)
         if sid is None:
+            if claim is not None:
+                claim()
             yield
             return
         if self.limiter.held(sid) > 0:
             raise _ChannelHeld(sid)
+        if claim is not None:
+            claim()
         self.limiter.acquire(sid)
         try:
             yield
@@ -251,7 +295,7 @@ class AlertEngine:
     def _transient(self, notifier: Notifier, e: TransientDeliveryError, summary: LifecycleSummary) -> None:
         summary.add("transient")
         if e.retry_after is not None and notifier.channel == "slack":
-            sid = self._slack_id(notifier) or f"hook:{id(notifier)}"
+            sid = self._slack_id(notifier) or ""
             self.limiter.hold(sid, e.retry_after)
             now = self.now()
             nflog.save_hold(self.store, sid, now + timedelta(seconds=e.retry_after), str(e)[:200], now)
@@ -292,8 +336,10 @@ class AlertEngine:
             log.warning("alert_in_doubt_resent alert_id=%s channel=%s", d.alert_id, key)
         attempt = d.attempt
         try:
-            with self._gate(notifier):
+            def claim() -> None:
                 self.store.record_delivery(d.alert_id, key, attempt, "sending", now=self.now())
+
+            with self._gate(notifier, claim):
                 if isinstance(notifier, SlackApiNotifier):
                     receipt = notifier.post(with_mute(render_slack(msg), msg), alert_metadata(msg, route.name))
                 elif isinstance(notifier, EmailNotifier):
@@ -311,7 +357,7 @@ class AlertEngine:
             log.warning("alert_delivery_failed alert_id=%s channel=%s attempt=%d kind=transient error=%s",
                         d.alert_id, key, attempt, e)
             self._transient(notifier, e, summary)
-            return self.limiter.held(self._slack_id(notifier) or f"hook:{id(notifier)}") <= 0
+            return self.limiter.held(self._slack_id(notifier) or "") <= 0
         except PermanentDeliveryError as e:
             self.store.record_delivery(d.alert_id, key, attempt, "permanent_error", now=self.now(), error=str(e)[:500])
             self._observe(key, "permanent_error")
@@ -371,9 +417,11 @@ class AlertEngine:
             summary.add("resent_in_doubt")
         attempt = int(m.get("attempt") or 0) + 1
         try:
-            with self._gate(notifier):
+            def claim() -> None:
                 m["attempt"] = attempt
                 nflog.append(self.store, [nflog.row(**{**m, "status": "sending", "noted_at": self.now(), "detail": content})])
+
+            with self._gate(notifier, claim):
                 receipt = self._send_message(route, notifier, m)
         except TransientDeliveryError as e:
             when = self.now()
@@ -382,7 +430,7 @@ class AlertEngine:
             log.warning("alert_message_failed kind=%s notification_id=%s channel=%s attempt=%d error=%s",
                         m["kind"], m["notification_id"], key, attempt, e)
             self._transient(notifier, e, summary)
-            if self.limiter.held(self._slack_id(notifier) or f"hook:{id(notifier)}") > 0:
+            if self.limiter.held(self._slack_id(notifier) or "") > 0:
                 raise _ChannelHeld(key) from None
             return "transient_error"
         except PermanentDeliveryError as e:
@@ -416,7 +464,7 @@ class AlertEngine:
     def _pending_digest_alerts(self, key: str) -> set[str]:
         """Alerts inside a digest of this channel that is not done yet: nothing else may carry them."""
         out: set[str] = set()
-        for m in nflog.latest(self.store, channel=key, kinds=("digest",), since=self.now() - MAX_AGE,
+        for m in self._latest(key, ("digest",), self.now() - MAX_AGE,
                               statuses=("sending", "transient_error")):
             out.update(m["content"].get("alerts", ()))
         return out
@@ -424,8 +472,7 @@ class AlertEngine:
     def _settle_messages(self, key: str, summary: LifecycleSummary) -> None:
         """Digests and health messages of this channel left in doubt or failed for now."""
         now = self.now()
-        for m in nflog.latest(self.store, channel=key, kinds=("digest", "health"), since=now - MAX_AGE,
-                              statuses=("queued", "sending", "transient_error")):
+        for m in self._latest(key, ("digest", "health"), now - MAX_AGE, statuses=("queued", "sending", "transient_error")):
             if m["status"] == "transient_error" and m["next_attempt_at"] and m["next_attempt_at"] > now:
                 continue
             if int(m.get("attempt") or 0) >= self.max_attempts and m["status"] != "sending":
@@ -440,15 +487,15 @@ class AlertEngine:
         now = self.now()
         t = self.timing
         window = now - timedelta(hours=t.update_window_hours)
-        firsts = [f for f in nflog.latest(self.store, channel=key, kinds=("first",), since=window, statuses=("sent",))
+        firsts = [f for f in self._latest(key, ("first",), window, statuses=("sent",))
                   if f["receipt"]]
         if not firsts:
             return
         replies: dict[str, list[dict[str, Any]]] = {}
-        for r in nflog.latest(self.store, channel=key, kinds=("reply",), since=window):
+        for r in self._latest(key, ("reply",), window):
             replies.setdefault(r["alert_id"], []).append(r)
         updates: dict[str, int] = {}
-        for u in nflog.latest(self.store, channel=key, kinds=("update",), since=window, statuses=("sent",)):
+        for u in self._latest(key, ("update",), window, statuses=("sent",)):
             updates[u["alert_id"]] = max(updates.get(u["alert_id"], 0), int(u["outlets"] or 0))
         states = nflog.story_states(self.store, {f["story_id"] for f in firsts}, now)
         is_slack = isinstance(notifier, SlackApiNotifier)

@@ -179,3 +179,73 @@ def channel_holds(store: Store, now: datetime) -> dict[str, datetime]:
 def save_hold(store: Store, channel: str, until: datetime, reason: str, now: datetime) -> None:
     with store.transaction() as con:
         _insert(con, "alert_channel_holds", [{"channel": channel, "until": until, "reason": reason, "set_at": now}])
+
+
+# -- rows queued by operator verbs while the daemon holds the store ---------------------------------
+
+PENDING = "alert_notifications.pending.jsonl"
+_TIMES = ("noted_at", "next_attempt_at")
+
+
+def record_or_queue(data_dir: Any, rows: Sequence[dict[str, Any]]) -> str:
+    """Log rows an operator verb wrote (`alerts test`, `alerts replay`): into the store, or, while
+    the daemon holds it, appended to `<data_dir>/alert_notifications.pending.jsonl` (flock, fsync)
+    for the daemon to record at its next alert run. Returns "stored" or "queued"."""
+    import os
+    from pathlib import Path
+
+    from pipeline.fileio import locked
+    from pipeline.store.lock import read_holder
+
+    if not rows:
+        return "stored"
+    if read_holder(data_dir) is not None:
+        with locked(Path(data_dir) / PENDING, "a") as fh:
+            for r in rows:
+                fh.write(json.dumps({c: r.get(c) for c in COLUMNS}, default=lambda v: v.isoformat()) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return "queued"
+    with Store.open(data_dir) as store:
+        apply_pending(store)
+        append(store, rows)
+    return "stored"
+
+
+def apply_pending(store: Store) -> int:
+    """Record the queued rows (the writer runs this at each alert run). A row already in the log
+    (same notification and status: a run that died after recording, before emptying the queue)
+    is not recorded twice."""
+    import os
+    from pathlib import Path
+
+    from pipeline.fileio import locked
+    from pipeline.models import parse_datetime
+
+    path = Path(store.data_dir) / PENDING
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    with locked(path, "r+") as fh:
+        rows = []
+        for line in fh.read().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue  # a torn last line of a verb that died mid-append: nothing was promised
+            for k in _TIMES:
+                if isinstance(r.get(k), str):
+                    r[k] = parse_datetime(r[k])
+            rows.append({c: r.get(c) for c in COLUMNS})
+        if rows:
+            _, known = store.query(
+                f"SELECT notification_id, status FROM {LAKE}.alert_notifications "
+                "WHERE notification_id IN (SELECT unnest(?::VARCHAR[]))",
+                [sorted({r["notification_id"] for r in rows})],
+            )
+            have = {(a, b) for a, b in known}
+            append(store, [r for r in rows if (r["notification_id"], r["status"]) not in have])
+        fh.seek(0)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
+    return len(rows)

@@ -21,7 +21,7 @@ from pipeline.alert.ratelimit import ChannelLimiter
 from pipeline.alert.routes import Route
 from pipeline.config import AlertTimingConfig, Source
 from pipeline.models import Article, Evidence, FeedItem, FeedState, ItemResult, StoryAssignment, TopicMatch
-from pipeline.store import Store
+from pipeline.store import PollRecord, Store
 
 
 class AlertWorld:
@@ -68,9 +68,10 @@ class AlertWorld:
             match = TopicMatch(art.article_id, topic, 0.8, "alert", (Evidence("rule", "r", "title", ("x",)),), alert=True)
             results.append(ItemResult(it, "stored", None, art, StoryAssignment(art.article_id, story, "near_copy", None, 0.9),
                                       (match,)))
-        for feed in sorted({r.item.feed_id for r in results}):
-            self.store.record_poll(FeedState(feed), fetched_at=self.t, outcome="ok", status=200, error_kind=None,
-                                   error=None, duration_ms=1, items=[r.item for r in results if r.item.feed_id == feed])
+        # One transaction for the cycle's polls, as the daemon commits them (record_polls).
+        self.store.record_polls([PollRecord(FeedState(feed), self.t, "ok", 200, None, None, 1,
+                                            tuple(r.item for r in results if r.item.feed_id == feed))
+                                 for feed in sorted({r.item.feed_id for r in results})])
         self.store.load_batch(batch_id, results, now=self.t, runner="test", started_at=self.t)
 
     def engine(self, routes: Sequence[Route], timing: AlertTimingConfig | None = None, **kw: Any) -> AlertEngine:

@@ -4,7 +4,7 @@ sends their alerts, so the test can SIGKILL it at any moment and start it again.
     python -m tests.alert.fault_driver PLAN.json
 
 The plan (written by tests/alert/test_fault_day.py) holds the store's folder, the Slack stand-in's
-URL, the SMTP server, the simulated day's start and step, and the copies: (minute of the day,
+URL, the SMTP server, the feeds (id -> tag) and the routes (name, channel, topics, feed tags), the simulated day's start and step, and the copies: (minute of the day,
 [story, outlet, topic, feed, item key] per copy). The simulated clock moves one step per loop (kept in
 PLAN.clock, so a restart goes on from there). Each loop loads the copies whose minute has
 come (each batch once: its id is fixed, and a batch killed mid-load is loaded again) and runs the
@@ -43,8 +43,7 @@ def main(plan_path: str) -> int:
     def sim() -> datetime:
         return base + timedelta(seconds=time.monotonic() - tick)
 
-    feeds = [Source(id="f1", url="https://example.org/f1.xml", tags=("world",)),
-             Source(id="f2", url="https://example.org/f2.xml", tags=("sport",))]
+    feeds = [Source(id=f, url=f"https://example.org/{f}.xml", tags=(tag,)) for f, tag in plan["feeds"].items()]
     w = AlertWorld(Path(plan["data_dir"]), sim(), feeds=feeds)
     token, api = plan["token"], plan["api_url"]
     timeout = float(plan.get("timeout", 1))
@@ -56,12 +55,15 @@ def main(plan_path: str) -> int:
     mail = EmailNotifier(smtp["host"], smtp["port"], "newsmon@example.org", ("desk@example.org",),
                          username=smtp["username"], password=smtp["password"],
                          ssl_context=ssl.create_default_context(cafile=smtp["cafile"]), local_hostname="localhost")
-    routes = [
-        Route("default", [slack(plan["channels"]["default"], "default"), mail]),
-        Route("sport", [slack(plan["channels"]["sport"], "sport")], match=RouteMatchConfig(feed_tags=("sport",))),
-        Route("ultimatum", [slack(plan["channels"]["ultimatum"], "ultimatum")],
-              match=RouteMatchConfig(topics=("ultimatum",))),
-    ]
+    # The plan's routes, in order (the first match takes an alert); the default route also mails.
+    routes = []
+    for r in plan["routes"]:
+        if r["name"] == "default":
+            routes.append(Route("default", [slack(r["channel"], "default"), mail]))
+        else:
+            routes.append(Route(r["name"], [slack(r["channel"], r["name"])],
+                                match=RouteMatchConfig(topics=tuple(r.get("topics", ())),
+                                                       feed_tags=tuple(r.get("feed_tags", ())))))
     timing = AlertTimingConfig(**plan["timing"])
     engine = w.engine(routes, timing, limiter=ChannelLimiter(timing.slack_posts_per_second),
                       max_attempts=int(plan["max_attempts"]))
@@ -70,17 +72,22 @@ def main(plan_path: str) -> int:
     loaded = {r[0] for r in rows}
     events = plan["events"]
     quiet_runs = cycles = 0
+    spent = {"load_seconds": 0.0, "alert_run_seconds": 0.0}  # this life's, for the figures
     while True:
         base, tick = base + step, time.monotonic()
         write_atomic(clock_file, base.isoformat())
         now = sim()
+        t_load = time.monotonic()
         for i, (minute, copies) in enumerate(events):
             if f"b-ev{i}" in loaded or start + timedelta(minutes=minute) > now:
                 continue
             w.t = sim()
             w.copies_many(copies, f"b-ev{i}", seen_at=start + timedelta(minutes=minute))
             loaded.add(f"b-ev{i}")
+        t_run = time.monotonic()
+        spent["load_seconds"] += t_run - t_load
         s = engine.run()
+        spent["alert_run_seconds"] += time.monotonic() - t_run
         cycles += 1
         busy = s.sent + s.replies + s.updates + s.transient + s.confirmed + s.resent_in_doubt + s.held_group_wait
         if now >= end and len(loaded) == len(events) and busy == 0:
@@ -88,7 +95,8 @@ def main(plan_path: str) -> int:
             quiet_runs = quiet_runs + 1 if not any(left.values()) else 0
             if quiet_runs >= 2:
                 break
-    Path(plan_path + ".done.json").write_text(json.dumps({"cycles_last_life": cycles, "sim_end": sim().isoformat()}))
+    Path(plan_path + ".done.json").write_text(json.dumps({"cycles_last_life": cycles, "sim_end": sim().isoformat(),
+                                                            **{k: round(v, 1) for k, v in spent.items()}}))
     w.close()
     return 0
 

@@ -88,3 +88,26 @@ def test_alerts_test_replay_and_list(setup: tuple[Path, Path], slack: SlackApiSe
     assert rows[0].startswith("noted_at,route,channel,kind,status")
     kinds = sorted(r.split(",")[3] for r in rows[1:])
     assert kinds == ["replay", "test"]
+
+
+def test_alerts_test_while_the_daemon_holds_the_store_is_logged_at_its_next_run(
+        setup: tuple[Path, Path], slack: SlackApiServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.alert.notifiers import SlackApiNotifier
+    from pipeline.alert.routes import Route
+
+    settings, data = setup
+    w = AlertWorld(data, datetime.now(UTC))  # this process holds the store, like the daemon
+    try:
+        assert main(["alerts", "test", "--config", str(settings), "--route", "sport"]) == 0
+        out = capsys.readouterr().out
+        assert "sport/slack: sent" in out and "queued for the notification log" in out
+        assert w.log("test") == []  # not in the store yet: the verb could not write it
+        route = Route("default", [SlackApiNotifier(slack.TOKEN, slack.CHANNEL, api_url=slack.api_url)])
+        engine = w.engine([route])
+        engine.run()  # the daemon's next alert run records it
+        (row,) = w.log("test")
+        assert row["route"] == "sport" and row["status"] == "sent" and row["receipt"] == slack.messages[0]["ts"]
+        engine.run()  # recorded once, not again
+        assert len(w.log("test")) == 1
+    finally:
+        w.close()

@@ -123,6 +123,25 @@ def test_a_webhook_cannot_thread_so_it_sends_the_first_alert_only(world: AlertWo
         assert (s.sent, s.replies, s.updates) == (0, 0, 0) and len(hook.posts) == 1
 
 
+def test_a_webhook_429_holds_it_across_restarts(world: AlertWorld) -> None:
+    timing = AlertTimingConfig(group_wait_seconds=0)
+    with WebhookReceiver() as hook:
+        engine = world.engine([Route("default", [SlackWebhookNotifier(hook.url, timeout=5)])], timing)
+        world.copies("s1", ["bbc"])
+        world.copies("s2", ["ap"])
+        hook.answer_rate_limited(retry_after=600)
+        assert engine.run().sent == 0 and len(hook.posts) == 1  # the 429 stops the webhook for this run
+        hook.answer_ok()
+        world.advance(minutes=2)  # the failed alert's own retry time has come; the hold has not ended
+        restarted = world.engine([Route("default", [SlackWebhookNotifier(hook.url, timeout=5)])], timing)
+        assert restarted.run().sent == 0 and len(hook.posts) == 1  # a new process: the stored hold binds
+        _, rows = world.store.query("SELECT channel FROM alert_channel_holds")
+        assert rows and all(r[0].startswith("hook:") and hook.SECRET not in r[0] for r in rows)
+        other = world.engine([Route("default", [SlackWebhookNotifier(hook.url_for("/services/T1/B1/other"), timeout=5)])],
+                             timing)
+        assert other.limiter.held(other._slack_id(other.routes[0].notifiers[0])) == 0  # another webhook is free
+
+
 def test_email_follow_ups_thread_under_the_alert_at_most_once_per_interval(world: AlertWorld, tmp_path: Path) -> None:
     with SmtpTestServer(tmp_path / "smtp") as smtp:
         mail = EmailNotifier(smtp.host, smtp.port, "newsmon@example.org", ("desk@example.org",), username=smtp.USERNAME,

@@ -27,6 +27,7 @@ in clear text.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import ipaddress
 import logging
@@ -123,6 +124,12 @@ class SlackWebhookNotifier:
 
     def __repr__(self) -> str:
         return f"SlackWebhookNotifier(webhook_url={self._display!r}, timeout={self.timeout!r})"
+
+    @property
+    def limit_key(self) -> str:
+        """The webhook's name in rate limits and the store's channel holds: the same in every
+        process (a hash, not the URL, which is a secret)."""
+        return "hook:" + hashlib.sha256(self._webhook_url.encode()).hexdigest()[:16]
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._webhook_url, self._display)
