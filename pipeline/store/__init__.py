@@ -170,6 +170,9 @@ class Store:
         store = cls(con, data_dir, False, lock, location=location)
         if 5 in applied:  # rollups (005) on a store that already holds data: backfill them
             store._backfill_rollups()
+        if 8 in applied:  # pages (008): into Parquet files, never inlined into the catalog
+            with store.transaction() as con:
+                con.execute(f"CALL ducklake_set_option('{LAKE}', 'data_inlining_row_limit', 0, table_name => 'pages')")
         return store
 
     def _backfill_rollups(self) -> None:

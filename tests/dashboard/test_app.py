@@ -176,3 +176,22 @@ def test_demo_serve_ends_on_the_dashboard_of_the_demo_store(tmp_path):
             os.kill(proc.pid, signal.SIGKILL)
             raise
     assert rc == 0
+
+
+def test_story_page_shows_the_notification_log(world_store, tmp_path):
+    from collections import Counter
+
+    from tests.dashboard.conftest import add_notification_log, copy_store
+
+    store_dir = copy_store(world_store, tmp_path / "s")
+    story, want = add_notification_log(store_dir)
+    with DashboardServer(store_dir, "127.0.0.1", 0, Access()) as srv, httpx.Client() as c:
+        html = c.get(f"{srv.url}story/{story}").text
+        assert '<table data-name="notifications">' in html and "FROM alert_notifications" in html
+        r = c.get(f"{srv.url}csv/story/{story}/notifications.csv")
+        assert r.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert Counter(f"{x['kind']}/{x['status']}" for x in rows) == want
+    assert {"reply", "update", "digest"} <= {x["kind"] for x in rows} and "silenced" in {x["status"] for x in rows}
+    reply = next(x for x in rows if x["kind"] == "reply")
+    assert reply["seq"] == "1" and reply["thread"]  # the thread it replied in

@@ -128,6 +128,25 @@ def test_story_page_lists_every_member_and_alerts(dashboard, watched, world_stor
     _clean(watched)
 
 
+def test_story_page_shows_thread_replies_updates_digests_and_silenced(world_store, watched, tmp_path):
+    from collections import Counter
+
+    from pipeline.dashboard.serve import Access, DashboardServer
+    from tests.dashboard.conftest import add_notification_log, copy_store
+
+    store_dir = copy_store(world_store, tmp_path / "s")
+    story, want = add_notification_log(store_dir)
+    with DashboardServer(store_dir, "127.0.0.1", 0, Access(), threads=2) as srv:
+        watched.open(f"{srv.url}story/{story}")
+        table = watched.page.locator("table[data-name=notifications]")
+        cols = [h.inner_text() for h in table.locator("thead th").all()]
+        kind, status = cols.index("kind"), cols.index("status")
+        cells = [[td.inner_text() for td in tr.locator("td").all()] for tr in table.locator("tbody tr").all()]
+        assert Counter(f"{r[kind]}/{r[status]}" for r in cells) == want
+        assert "FROM alert_notifications" in watched.page.locator("#block-notifications details.sql pre").inner_text()
+        _clean(watched)
+
+
 def test_stories_page_follows_to_a_story_and_tables_download_as_csv(dashboard, watched):
     watched.open(dashboard.url + "stories")
     top = watched.page.locator("table[data-name=top_stories] tbody tr")

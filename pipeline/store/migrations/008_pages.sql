@@ -12,3 +12,8 @@ CREATE TABLE pages (
 -- extraction of its stored page (NULL: as the pipeline extracted it); `extractor` names it.
 ALTER TABLE articles ADD COLUMN reextracted_at TIMESTAMPTZ;
 ALTER TABLE articles ADD COLUMN extractor VARCHAR;
+-- Pages always go to Parquet files, never inlined into the catalog (the other tables' small inserts
+-- are, see store/connection.py): a page is ~33 KB, and inlined into the SQLite catalog a batch's
+-- pages cost ~27 ms each against ~3 ms in a file (bench/bench_pages.py's first measure), and
+-- would swell the catalog until the next flush. DuckLake takes that option only for a committed
+-- table, so Store.open sets it right after this migration (ducklake_set_option).
