@@ -83,6 +83,7 @@ def add_notification_log(store_dir: Path) -> tuple[str, dict[str, int]]:
         _, firsts = s.query("SELECT route, channel, receipt FROM alert_notifications "
                             "WHERE story_id = ? AND kind = 'first' AND status = 'sent' LIMIT 1", [story])
         route, channel, parent = firsts[0]
+        parent = parent or "1700000000.000100"  # the parent message's id (a Slack ts)
         t = created + timedelta(minutes=5)
         common = {"route": route, "channel": channel, "alert_id": aid, "topic": topic, "story_id": story}
         rows = [
