@@ -112,7 +112,11 @@ class Links:
         return base + (f"?{urlencode(args)}" if args else "")
 
     def asset(self, name: str) -> str:
-        return f"assets/{name}" if self.static else f"/assets/{name}"
+        if self.static:
+            return f"assets/{name}"
+        from pipeline.dashboard.app import asset_version  # the app imports this module
+
+        return f"/assets/{name}?v={asset_version(name)}"
 
 
 def _safe(s: str) -> str:
