@@ -60,15 +60,15 @@ def main() -> int:
     for _ in range(args.repeat):
         arts = timed("extract", lambda: [extract_article(p, min_chars=200, now=now) for p in pages])
         kept = [(p, a) for p, a in zip(pages, arts, strict=True) if not isinstance(a, Rejected)]
-        packed = timed("pack", lambda: [pack_page(p.html) for p, _ in kept])
+        packed = timed("pack", lambda kept=kept: [pack_page(p.html) for p, _ in kept])
         plain = [ItemResult(p.item, "stored", article=a, assignment=StoryAssignment(a.article_id, a.article_id,
                                                                                       "original", None, 1.0))
                  for p, a in kept]
         withp = [replace(r, article=replace(r.article, page=b)) for r, b in zip(plain, packed, strict=True)]
-        lines0 = timed("encode_plain", lambda: [to_json(r) for r in plain])
-        lines1 = timed("encode_page", lambda: [to_json(r) for r in withp])
-        timed("decode_plain", lambda: [from_dict(ItemResult, json.loads(s)) for s in lines0])
-        timed("decode_page", lambda: [from_dict(ItemResult, json.loads(s)) for s in lines1])
+        lines0 = timed("encode_plain", lambda plain=plain: [to_json(r) for r in plain])
+        lines1 = timed("encode_page", lambda withp=withp: [to_json(r) for r in withp])
+        timed("decode_plain", lambda lines0=lines0: [from_dict(ItemResult, json.loads(s)) for s in lines0])
+        timed("decode_page", lambda lines1=lines1: [from_dict(ItemResult, json.loads(s)) for s in lines1])
     sizes = {}
     with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
         for name, results in (("store_plain", plain), ("store_page", withp)):

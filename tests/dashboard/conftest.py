@@ -96,7 +96,7 @@ def add_notification_log(store_dir: Path) -> tuple[str, dict[str, int]]:
                       **{**common, "route": "quiet", "channel": "quiet/slack"}),
         ]
         digest, stray = nflog.nid("digest/email", "digest", "mine"), nflog.nid("digest/email", "digest", "other")
-        for n_id, a in ((digest, aid), (stray, other[0])):
+        for n_id in (digest, stray):
             rows.append(nflog.row(notification_id=n_id, route="digest", channel="digest/email", kind="digest", seq=0,
                                   attempt=0, status="sent", outlets=1, receipt=f"<{n_id}@newsmon>", noted_at=t))
         deliveries = [nflog.delivery(aid, "digest/email", 0, "folded", t, receipt=digest),
