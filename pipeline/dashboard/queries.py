@@ -267,9 +267,10 @@ FROM alert_notifications n
 WHERE n.noted_at >= ?
   AND (n.story_id = ?
        OR n.notification_id IN (SELECT d.receipt FROM alert_deliveries d JOIN alert_outbox o USING (alert_id)
-                                WHERE o.story_id = ? AND o.created_at >= ? AND d.status = 'folded'))
+                                WHERE o.story_id = ? AND o.created_at >= ? AND d.attempted_at >= ?
+                                  AND d.status = 'folded'))
 ORDER BY n.noted_at, n.notification_id, n.status""",
-        [since, story_id, story_id, since],
+        [since, story_id, story_id, since, since],
     )
 
 
