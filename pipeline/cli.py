@@ -421,7 +421,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     from pipeline.store.maintenance import MaintenanceSettings, maintain
 
     cfg = _load_config(args)
-    settings = MaintenanceSettings.from_config(cfg.settings.maintenance)
+    settings = MaintenanceSettings.from_config(cfg.settings.maintenance, cfg.settings.store.keep_pages_days)
     if args.retention_days is not None:
         settings = dataclasses.replace(settings, snapshot_retention=timedelta(days=args.retention_days))
     if args.grace_minutes is not None:

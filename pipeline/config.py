@@ -323,6 +323,9 @@ class StoreConfig(_Strict):
 
     catalog: str | None = None  # postgres://user@host:5432/dbname
     data_path: str | None = None  # s3://bucket/prefix/ or an absolute directory
+    # Fetched pages (table `pages`, for `newsmon reprocess`) older than this many days are deleted
+    # by the maintenance job; null keeps them all. About 33 GB per million news pages (README).
+    keep_pages_days: float | None = Field(default=30, ge=0)
 
     @field_validator("catalog", "data_path")
     @classmethod

@@ -576,7 +576,8 @@ class Daemon:
 
     def maintain(self) -> MaintenanceReport:
         """Store upkeep (pipeline/store/maintenance.py): short steps between polls and batches."""
-        report = maintain(self.store, MaintenanceSettings.from_config(self.config.settings.maintenance), self.clock())
+        st = self.config.settings
+        report = maintain(self.store, MaintenanceSettings.from_config(st.maintenance, st.store.keep_pages_days), self.clock())
         failed = [s for s in report.steps if s[3].startswith("failed")]
         self.metrics.maintenance_runs.labels("step_failed" if failed else "ok").inc()
         self.metrics.maintenance_seconds.set(report.seconds)

@@ -7,6 +7,7 @@ Times are timezone-aware UTC datetimes.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import types
@@ -75,6 +76,7 @@ class Article:
     language: str | None
     text_hash: str                # hash of the normalised text (exact-copy detection)
     fetched_at: datetime
+    page: bytes | None = None     # the fetched HTML, compressed (pipeline.pages); stored in `pages`
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ class FeedState:
 def _default(o: Any) -> Any:
     if isinstance(o, datetime):
         return o.isoformat()
+    if isinstance(o, bytes):
+        return base64.b64encode(o).decode("ascii")
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
@@ -209,6 +213,8 @@ def _coerce(tp: Any, value: Any) -> Any:
         return tuple(_coerce(args[0], v) for v in value)
     if tp is datetime:
         return parse_datetime(value)
+    if tp is bytes and isinstance(value, str):
+        return base64.b64decode(value)
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         return from_dict(tp, value)  # type: ignore[arg-type]
     return value

@@ -17,8 +17,8 @@ def register(sub, common) -> None:
     _shared(p)
     p.set_defaults(func=cmd_rematch)
 
-    p = sub.add_parser("reprocess", help="re-run every topic over the stored article texts since a time "
-                       "(after a matcher or model upgrade); backfill, never alerted")
+    p = sub.add_parser("reprocess", help="extract the stored pages since a time again (after an extractor "
+                       "upgrade), update the articles and re-run every topic over them; backfill, never alerted")
     common(p)
     p.add_argument("--since", required=True, help="articles stored since: 30d, 12h or an ISO date")
     _shared(p)
@@ -34,7 +34,7 @@ def _shared(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace, topic_ids: list[str] | None, job: str) -> int:
     from pipeline import config
-    from pipeline.backfill import rematch
+    from pipeline.backfill import Reextract, rematch
     from pipeline.cli import _parse_since
     from pipeline.stages.topics import load_topics
     from pipeline.store import Store
@@ -66,18 +66,30 @@ def _run(args: argparse.Namespace, topic_ids: list[str] | None, job: str) -> int
             bar.update(p.done)
         else:
             bar.update(p.done - bar.n)
-        bar.set_postfix(matches=p.matches, new=p.written, refresh=False)
+        extra = {"reextracted": p.reextracted, "no_page": p.no_page} if topic_ids is None else {}
+        bar.set_postfix(matches=p.matches, new=p.written, **extra, refresh=False)
 
     with Store.open(cfg.data_dir) as store:
         try:
+            # reprocess: the pipeline's own extractor, with the settings the daemon runs it with
+            rx = Reextract(min_chars=cfg.settings.pipeline.min_text_chars) if topic_ids is None else None
             p = rematch(store, topics, since, job=job, now=datetime.now(UTC), chunk=args.chunk,
-                        restart=args.restart, on_progress=progress)
+                        restart=args.restart, on_progress=progress, reextract=rx)
         finally:
             if bar is not None:
                 bar.close()
     resumed = f" (resumed after {p.resumed_from})" if p.resumed_from else ""
     print(f"{job}: {p.done}/{p.total} articles since {since:%Y-%m-%d %H:%M} UTC{resumed}; {p.matches} matches found "
           f"this run, {p.written} new, recorded as backfill (never alerted). The dashboard's Topics page shows them.")
+    if topic_ids is None:
+        keep = cfg.settings.store.keep_pages_days
+        kept = "all pages are kept" if keep is None else f"pages are kept for {keep:g} days, store.keep_pages_days"
+        print(f"{job}: re-extracted from the stored pages: {p.reextracted} articles changed and were updated "
+              f"(marked reextracted_at), {p.unchanged} unchanged, {p.rejected} now without usable text (kept as "
+              f"they were).")
+        if p.no_page:
+            print(f"{job}: {p.no_page} articles have no stored page any more ({kept}; articles stored before "
+                  "pages were kept have none): their text was not re-extracted, only matched again as stored.")
     return 0
 
 

@@ -112,7 +112,11 @@ class Links:
         return base + (f"?{urlencode(args)}" if args else "")
 
     def asset(self, name: str) -> str:
-        return f"assets/{name}" if self.static else f"/assets/{name}"
+        if self.static:
+            return f"assets/{name}"
+        from pipeline.dashboard.app import asset_version  # the app imports this module
+
+        return f"/assets/{name}?v={asset_version(name)}"
 
 
 def _safe(s: str) -> str:
@@ -263,8 +267,8 @@ def story(run: Run, story_id: str, f: Filters | None = None) -> Page:
     page = Page("stories", f"Story: {h['title'] or story_id}", None)
     page.facts = [("story", story_id), ("first outlet", h["first_outlet"]), ("first seen", h["first_seen_at"]),
                   ("wire agency", h["wire"] or "none credited")]
-    members, matches, alerts = _tables(run, q.story_members(story_id, since), q.story_matches(story_id, since),
-                                       q.story_alerts(story_id, since))
+    members, matches, alerts, notes = _tables(run, q.story_members(story_id, since), q.story_matches(story_id, since),
+                                              q.story_alerts(story_id, since), q.story_notifications(story_id, since))
     page.facts.append(("appearances", len(members.rows)))
     page.facts.append(("outlets", len({r[1] for r in members.rows})))
     by_link: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"x": [], "y": []})
@@ -288,6 +292,7 @@ def story(run: Run, story_id: str, f: Filters | None = None) -> Page:
     matches.rows = rows
     page.blocks.append(matches)
     page.blocks.append(alerts)
+    page.blocks.append(notes)
     return page
 
 

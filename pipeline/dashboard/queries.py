@@ -255,6 +255,25 @@ ORDER BY o.created_at, o.topic, d.attempted_at""",
     )
 
 
+def story_notifications(story_id: str, since: datetime) -> Query:
+    """The notification log (alert_notifications, migration 007) for the story: its first alerts,
+    thread replies, updates of the parent and silenced ones, and the digests that carried one of
+    its alerts (a digest has no story of its own: the alert's `folded` delivery names it)."""
+    return Query(
+        "notifications", "Notification log: first alerts, thread replies, updates, digests, silenced",
+        """SELECT n.noted_at, n.kind, n.status, n.route, n.channel, n.topic, n.seq, n.attempt, n.outlets, n.copies,
+       n.receipt, n.thread, left(n.detail, 160) AS detail
+FROM alert_notifications n
+WHERE n.noted_at >= ?
+  AND (n.story_id = ?
+       OR n.notification_id IN (SELECT d.receipt FROM alert_deliveries d JOIN alert_outbox o USING (alert_id)
+                                WHERE o.story_id = ? AND o.created_at >= ? AND d.attempted_at >= ?
+                                  AND d.status = 'folded'))
+ORDER BY n.noted_at, n.notification_id, n.status""",
+        [since, story_id, story_id, since, since],
+    )
+
+
 # --- topics ----------------------------------------------------------------------------------------
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import apache_beam as beam
 import trafilatura
 
 from pipeline.models import Article, Page
+from pipeline.pages import pack_page
 from pipeline.stages.dedup import canonical_url, text_hash
 
 
@@ -169,7 +170,8 @@ class ExtractArticles(beam.PTransform):
 
         def extract(page: Page):
             out = extract_article(page, min_chars=min_chars, now=now)
-            return out if isinstance(out, Rejected) else (page.item, out)
+            # The page goes along, compressed, to be stored for `newsmon reprocess`.
+            return out if isinstance(out, Rejected) else (page.item, replace(out, page=pack_page(page.html)))
 
         outcomes = pages | "Extract" >> beam.Map(extract)
         return Extracted(

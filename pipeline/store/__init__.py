@@ -170,6 +170,9 @@ class Store:
         store = cls(con, data_dir, False, lock, location=location)
         if 5 in applied:  # rollups (005) on a store that already holds data: backfill them
             store._backfill_rollups()
+        if 8 in applied:  # pages (008): into Parquet files, never inlined into the catalog
+            with store.transaction() as con:
+                con.execute(f"CALL ducklake_set_option('{LAKE}', 'data_inlining_row_limit', 0, table_name => 'pages')")
         return store
 
     def _backfill_rollups(self) -> None:
@@ -486,6 +489,7 @@ class Store:
             known_stories = story_keys.known(r.assignment.story_id for r in results if r.assignment)
             known_alerts: set[str] = set()  # alert ids queued in this batch
             articles, stories, members, matches, outbox, dispositions = [], [], [], [], [], []
+            pages: list[dict[str, Any]] = []  # the fetched HTML of the new articles (migration 008)
             counts: dict[str, int] = {}
             for r in results:
                 disposition, detail = r.disposition, r.detail
@@ -526,6 +530,8 @@ class Store:
                             "wire_agency": r.wire_agency,
                         }
                     )
+                    if art.page is not None:
+                        pages.append(_page_row(art, now))
                     if asg.story_id not in known_stories:
                         known_stories.add(asg.story_id)
                         stories.append(
@@ -603,6 +609,7 @@ class Store:
             real_known = _existing(con, "alert_outbox", "alert_id", [o["alert_id"] for o in outbox])
             outbox = [o for o in outbox if o["alert_id"] not in real_known]
             _insert(con, "articles", articles)
+            _insert(con, "pages", pages)
             _insert(con, "stories", stories)
             self._wrote_keys("articles", (a["article_id"] for a in articles))
             self._wrote_keys("stories", (st["story_id"] for st in stories))
@@ -762,6 +769,13 @@ _ARTICLE_COLS = (
     "text_hash",
     "fetched_at",
 )
+
+
+def _page_row(art: Any, now: datetime) -> dict[str, Any]:
+    from pipeline.pages import CODEC, page_size
+
+    return {"article_id": art.article_id, "item_id": art.item_id, "url": art.url, "fetched_at": art.fetched_at,
+            "stored_at": now, "codec": CODEC, "html_bytes": page_size(art.page), "body": art.page}
 
 
 def _alert_payload(art: Any, story_id: str, m: Any, description: str, now: datetime) -> dict[str, Any]:

@@ -4,6 +4,7 @@ DuckLake repairs nothing by itself. Every batch adds a few Parquet files and sna
 inserts are inlined into the catalog, an UPDATE leaves the old file behind, and the catalog file
 only grows. `maintain` runs, in order:
 
+0. delete the stored pages older than `keep_pages` (`store.keep_pages_days`; migration 008);
 1. compact the rollups (`rollups.compact`): one row per bucket instead of one per batch;
 2. flush inlined data: rows held in the catalog go to Parquet (`ducklake_flush_inlined_data`);
 3. merge small adjacent files (`ducklake_merge_adjacent_files`) and rewrite files whose rows are
@@ -57,10 +58,12 @@ class MaintenanceSettings:
     compact_rollups: bool = True
     vacuum_catalog: bool = True
     vacuum_min_free_fraction: float = 0.2
+    keep_pages: timedelta | None = timedelta(days=30)  # stored pages older than this are deleted
 
     @classmethod
-    def from_config(cls, m: Any) -> MaintenanceSettings:
+    def from_config(cls, m: Any, keep_pages_days: float | None = 30) -> MaintenanceSettings:
         return cls(
+            keep_pages=None if keep_pages_days is None else timedelta(days=keep_pages_days),
             snapshot_retention=timedelta(days=m.snapshot_retention_days),
             file_grace=timedelta(minutes=m.file_grace_minutes),
             flush_inlined_data=m.flush_inlined_data,
@@ -201,6 +204,12 @@ def maintain(
         with store.transaction() as con:
             return con.execute(sql, params or []).fetchall()
 
+    if settings.keep_pages is not None:
+        def prune_pages() -> str:
+            rows = call(f"DELETE FROM {LAKE}.pages WHERE stored_at < ?", [now - settings.keep_pages])
+            return f"{rows[0][0] if rows else 0} pages older than {settings.keep_pages.days} days deleted"
+
+        step("prune_pages", "pages", prune_pages)
     if settings.compact_rollups:
         def compact() -> str:
             with store.transaction() as con:

@@ -114,6 +114,12 @@ def test_every_table_downloads_as_csv_and_bad_filters_are_400(dashboard):
         assert c.get(dashboard.url + "assets/../app.py").status_code == 404
         js = c.get(dashboard.url + "assets/plotly.min.js")
         assert js.status_code == 200 and len(js.content) > 1_000_000
+        assert js.headers["cache-control"] == "no-cache"  # unversioned: revalidated
+        src = re.search(r'<script defer src="(/assets/plotly\.min\.js\?v=\w+)"', c.get(dashboard.url).text)
+        assert src, "the page loads a versioned, deferred plotly.js"
+        js = c.get(dashboard.url.rstrip("/") + src.group(1))
+        assert "immutable" in js.headers["cache-control"] and "max-age=31536000" in js.headers["cache-control"]
+        assert "immutable" not in c.get(dashboard.url + "assets/plotly.min.js?v=stale").headers["cache-control"]
 
 
 def test_report_links_resolve_to_files(world_store, tmp_path):
@@ -176,3 +182,22 @@ def test_demo_serve_ends_on_the_dashboard_of_the_demo_store(tmp_path):
             os.kill(proc.pid, signal.SIGKILL)
             raise
     assert rc == 0
+
+
+def test_story_page_shows_the_notification_log(world_store, tmp_path):
+    from collections import Counter
+
+    from tests.dashboard.conftest import add_notification_log, copy_store
+
+    store_dir = copy_store(world_store, tmp_path / "s")
+    story, want = add_notification_log(store_dir)
+    with DashboardServer(store_dir, "127.0.0.1", 0, Access()) as srv, httpx.Client() as c:
+        html = c.get(f"{srv.url}story/{story}").text
+        assert '<table data-name="notifications">' in html and "FROM alert_notifications" in html
+        r = c.get(f"{srv.url}csv/story/{story}/notifications.csv")
+        assert r.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert Counter(f"{x['kind']}/{x['status']}" for x in rows) == want
+    assert {"reply", "update", "digest"} <= {x["kind"] for x in rows} and "silenced" in {x["status"] for x in rows}
+    reply = next(x for x in rows if x["kind"] == "reply")
+    assert reply["seq"] == "1" and reply["thread"]  # the thread it replied in

@@ -83,7 +83,7 @@ def test_every_page_loads_clean_and_is_screenshotted(dashboard, watched, world_s
         watched.page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
         assert (screenshots / f"{name}.png").stat().st_size > 10_000
         _clean(watched)
-    assert any(u.endswith("/assets/plotly.min.js") for u in watched.requests)  # served by newsmon itself
+    assert any("/assets/plotly.min.js?v=" in u for u in watched.requests)  # served by newsmon itself
 
 
 def test_charts_show_the_stores_numbers_and_a_filter_changes_them(dashboard, watched, world_store):
@@ -128,6 +128,25 @@ def test_story_page_lists_every_member_and_alerts(dashboard, watched, world_stor
     _clean(watched)
 
 
+def test_story_page_shows_thread_replies_updates_digests_and_silenced(world_store, watched, tmp_path):
+    from collections import Counter
+
+    from pipeline.dashboard.serve import Access, DashboardServer
+    from tests.dashboard.conftest import add_notification_log, copy_store
+
+    store_dir = copy_store(world_store, tmp_path / "s")
+    story, want = add_notification_log(store_dir)
+    with DashboardServer(store_dir, "127.0.0.1", 0, Access(), threads=2) as srv:
+        watched.open(f"{srv.url}story/{story}")
+        table = watched.page.locator("table[data-name=notifications]")
+        cols = [h.inner_text() for h in table.locator("thead th").all()]
+        kind, status = cols.index("kind"), cols.index("status")
+        cells = [[td.inner_text() for td in tr.locator("td").all()] for tr in table.locator("tbody tr").all()]
+        assert Counter(f"{r[kind]}/{r[status]}" for r in cells) == want
+        assert "FROM alert_notifications" in watched.page.locator("#block-notifications details.sql pre").text_content()
+        _clean(watched)
+
+
 def test_stories_page_follows_to_a_story_and_tables_download_as_csv(dashboard, watched):
     watched.open(dashboard.url + "stories")
     top = watched.page.locator("table[data-name=top_stories] tbody tr")
@@ -166,3 +185,22 @@ def test_static_report_opens_from_files_offline(world_store, watched, tmp_path, 
     assert "/story-" in watched.page.url
     assert not watched.errors, watched.errors
     assert all(urlsplit(u).scheme == "file" for u in watched.requests), watched.requests
+
+
+def test_the_next_page_takes_plotly_from_the_cache_without_asking(dashboard, browser):
+    """Versioned asset URLs are cached as immutable: after the first page, plotly.js is neither
+    fetched nor revalidated (a revalidation would transfer its 304's headers). No request
+    interception here: Playwright turns the browser's cache off when routing."""
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        sizes = []
+        for path in ("", "feeds", ""):
+            page.goto(dashboard.url + path, wait_until="load")
+            page.wait_for_selector("body[data-charts-drawn=yes]")
+            sizes.append(page.evaluate("""() => performance.getEntriesByType('resource')
+                .filter(e => e.name.includes('/assets/plotly.min.js?v=')).map(e => e.transferSize)"""))
+        assert sizes[0] and sizes[0][0] > 1_000_000  # fetched once
+        assert sizes[1] == [0] and sizes[2] == [0]  # then from the cache, without a request
+    finally:
+        ctx.close()
