@@ -30,12 +30,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.fileio import write_atomic
 from pipeline.models import to_dict
-from pipeline.store import LAKE, Store
-from pipeline.topics.score import match_article
+
+if TYPE_CHECKING:
+    from pipeline.store import Store
+
+# The store (DuckDB) and topic matching (wordfreq) are imported inside the functions that use them:
+# `newsmon` imports this package to register its verbs, and every command would pay for them.
 
 CHUNK = 500
 
@@ -104,6 +108,9 @@ def rematch(
     With `reextract`, each article's stored page is extracted again first (see the module's
     docstring). `job` names the checkpoint (one per set of topics). Returns the counts of this
     run (done counts the articles passed, including those of an earlier, interrupted run)."""
+    from pipeline.store import LAKE
+    from pipeline.topics.score import match_article
+
     ck_path = checkpoint_path(store.data_dir, job)
     ck_path.parent.mkdir(parents=True, exist_ok=True)
     ident = {"topics": sorted(t.id for t in topics), "definition": definition_hash(topics),
@@ -172,6 +179,7 @@ def _reextract(store: Store, rows: list[tuple[Any, ...]], rx: Reextract, now: da
     from pipeline.models import FeedItem, Page
     from pipeline.pages import unpack_page
     from pipeline.stages.extract import Rejected, extract_article
+    from pipeline.store import LAKE
 
     ids = [r[0] for r in rows]
     marks = ", ".join("?" for _ in ids)
@@ -218,6 +226,8 @@ def _record(store: Store, rows: list[dict[str, Any]], article_ids: list[str],
             updates: list[dict[str, Any]] | None = None) -> int:
     """Insert the matches no (article, topic) row has yet, and write the re-extracted articles,
     in one transaction; never the outbox."""
+    from pipeline.store import LAKE
+
     if not rows and not updates:
         return 0
     import pyarrow as pa
