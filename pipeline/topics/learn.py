@@ -42,6 +42,9 @@ PROFILES = ("about", "mentions")
 PROFILE_WORDS = 300
 # Short texts get their own copy of every feature (a headline weighs its evidence differently).
 SHORT_COPIES = True
+# ...and only those: a headline's evidence does not move the weights articles are scored by (many
+# one-clause headlines about a topic would otherwise teach that one clause makes an article about it).
+SHORT_SEPARATE = True
 SHORT_TEXT_WORDS = 40
 _HEADLINE_ZONES = (("title", frozenset({"title"})), ("lead", frozenset({"title", "lead"})))
 
@@ -60,8 +63,17 @@ class TopicModel:
     # an article about the topic, and one that only mentions it, tend to talk about.
     profiles: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict, compare=False, hash=False)
     trained: dict = field(default_factory=dict, compare=False, hash=False)  # counts, folds, figures
+    # A short text is scored by the short: features alone (SHORT_SEPARATE when it was trained;
+    # models from before it was added score short texts by all features, as they were fitted).
+    short_separate: bool = False
 
     def contributions(self, values: dict[str, float]) -> list[tuple[str, float]]:
+        if self.short_separate and values.get("short"):
+            return [
+                (f, w * values.get(f, 0.0))
+                for f, w in zip(self.features, self.weights, strict=True)
+                if f.startswith("short")
+            ]
         return [(f, w * values.get(f, 0.0)) for f, w in zip(self.features, self.weights, strict=True)]
 
     def probability(self, values: dict[str, float]) -> float:
@@ -81,6 +93,7 @@ class TopicModel:
             "weights": {f: round(w, 6) for f, w in zip(self.features, self.weights, strict=True)},
             "profiles": {k: {w: round(v, 5) for w, v in p} for k, p in self.profiles.items()},
             "trained": self.trained,
+            "short_separate": self.short_separate,
         }
 
 
@@ -121,6 +134,7 @@ def load_model(path: Path, feature_names: Sequence[str]) -> TopicModel:
             fingerprint=str(data.get("fingerprint", "")),
             profiles={k: tuple(sorted(v.items())) for k, v in data.get("profiles", {}).items()},
             trained=data.get("trained", {}),
+            short_separate=bool(data.get("short_separate", False)),
         )
     except OSError as e:
         raise ConfigError(f"cannot read the topic model: {e.strerror or e}", path=where) from None
