@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.topics.learn import PROFILE_WORDS, PROFILES, SHORT_COPIES, SHORT_SEPARATE, TopicModel, feature_names
+from pipeline.topics.learn import (
+    PROFILE_WORDS,
+    PROFILES,
+    SHORT_COPIES,
+    SHORT_SEPARATE,
+    TopicModel,
+    feature_names,
+)
 from pipeline.topics.score import _doc_vector, topic_features
 from pipeline.topics.text import _build_doc
 from pipeline.topics.topic import Topic
