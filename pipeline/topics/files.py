@@ -66,8 +66,13 @@ class _ExampleSpec(_Strict):
 class _ExamplesSpec(_Strict):
     must_match: list[_ExampleSpec] = []
     must_not_match: list[_ExampleSpec] = []
+    # Training only (never checked): more texts labelled by whoever writes the topic, so the model
+    # sees the topic's many phrasings and near misses without each one having to pass.
+    train_about: list[_ExampleSpec] = []
+    train_mentions: list[_ExampleSpec] = []
+    train_no: list[_ExampleSpec] = []
 
-    @field_validator("must_match", "must_not_match", mode="before")
+    @field_validator("must_match", "must_not_match", "train_about", "train_mentions", "train_no", mode="before")
     @classmethod
     def _plain_strings_are_texts(cls, value: Any) -> Any:
         # A bare string is the article text with no title: the short form most examples use.
@@ -107,6 +112,9 @@ _MODEL_AT: dict[tuple[Any, ...], type[BaseModel]] = {
     ("examples",): _ExamplesSpec,
     ("examples", "must_match", int): _ExampleSpec,
     ("examples", "must_not_match", int): _ExampleSpec,
+    ("examples", "train_about", int): _ExampleSpec,
+    ("examples", "train_mentions", int): _ExampleSpec,
+    ("examples", "train_no", int): _ExampleSpec,
 }
 
 
@@ -286,6 +294,11 @@ def load_topic(path: str | Path) -> Topic:
         exemplar_weight=spec.exemplar_weight,
         must_match=tuple(_example(x) for x in spec.examples.must_match),
         must_not_match=tuple(_example(x) for x in spec.examples.must_not_match),
+        training=tuple(
+            (label, _example(x))
+            for label in ("about", "mentions", "no")
+            for x in getattr(spec.examples, f"train_{label}")
+        ),
         source=where,
         vocabulary=vocabulary,
         require=tuple(spec.require),

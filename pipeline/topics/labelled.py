@@ -143,11 +143,15 @@ def for_topic(docs: list[LabelledDoc], topic_id: str, kind: str | None = None) -
 
 
 def examples_of(topic: Topic) -> list[Labelled]:
-    """The topic's own examples: must_match as `about`, must_not_match as `no`; trained on, never scored."""
+    """The topic's own examples: must_match as `about`, must_not_match as `no`, and the training-only
+    `about` / `mentions` / `no` lists as labelled; trained on, never scored."""
     return [
         Labelled(f"{topic.id}:must_match:{n}", e.title, e.text, "about", "example")
         for n, e in enumerate(topic.must_match, 1)
     ] + [
         Labelled(f"{topic.id}:must_not_match:{n}", e.title, e.text, "no", "example")
         for n, e in enumerate(topic.must_not_match, 1)
+    ] + [
+        Labelled(f"{topic.id}:{label}:{n}", e.title, e.text, label, "example")
+        for n, (label, e) in enumerate(topic.training, 1)
     ]

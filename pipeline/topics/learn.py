@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ PROFILES = ("about", "mentions")
 PROFILE_WORDS = 300
 # Short texts get their own copy of every feature (a headline weighs its evidence differently).
 SHORT_COPIES = True
+# ...and only those: a headline's evidence does not move the weights articles are scored by (many
+# one-clause headlines about a topic would otherwise teach that one clause makes an article about it).
+SHORT_SEPARATE = True
 SHORT_TEXT_WORDS = 40
 _HEADLINE_ZONES = (("title", frozenset({"title"})), ("lead", frozenset({"title", "lead"})))
 
@@ -59,8 +63,17 @@ class TopicModel:
     # an article about the topic, and one that only mentions it, tend to talk about.
     profiles: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict, compare=False, hash=False)
     trained: dict = field(default_factory=dict, compare=False, hash=False)  # counts, folds, figures
+    # A short text is scored by the short: features alone (SHORT_SEPARATE when it was trained;
+    # models from before it was added score short texts by all features, as they were fitted).
+    short_separate: bool = False
 
     def contributions(self, values: dict[str, float]) -> list[tuple[str, float]]:
+        if self.short_separate and values.get("short"):
+            return [
+                (f, w * values.get(f, 0.0))
+                for f, w in zip(self.features, self.weights, strict=True)
+                if f.startswith("short")
+            ]
         return [(f, w * values.get(f, 0.0)) for f, w in zip(self.features, self.weights, strict=True)]
 
     def probability(self, values: dict[str, float]) -> float:
@@ -80,6 +93,7 @@ class TopicModel:
             "weights": {f: round(w, 6) for f, w in zip(self.features, self.weights, strict=True)},
             "profiles": {k: {w: round(v, 5) for w, v in p} for k, p in self.profiles.items()},
             "trained": self.trained,
+            "short_separate": self.short_separate,
         }
 
 
@@ -120,6 +134,7 @@ def load_model(path: Path, feature_names: Sequence[str]) -> TopicModel:
             fingerprint=str(data.get("fingerprint", "")),
             profiles={k: tuple(sorted(v.items())) for k, v in data.get("profiles", {}).items()},
             trained=data.get("trained", {}),
+            short_separate=bool(data.get("short_separate", False)),
         )
     except OSError as e:
         raise ConfigError(f"cannot read the topic model: {e.strerror or e}", path=where) from None
@@ -137,10 +152,15 @@ def feature_names(rule_names: Sequence[str], has_vocabulary: bool) -> tuple[str,
     names = [f"{r}:{k}" for r in rule_names for k in _CLAUSE_KEYS]
     if has_vocabulary:
         names += [f"vocabulary:{k}" for k in _CLAUSE_KEYS]
-    names += ["exemplar", *(f"profile:{p}" for p in PROFILES)]
+    names += ["exemplar", *(f"profile:{p}" for p in PROFILES), *PASSAGE_FEATURES]
     # A headline carries less text to weigh: the same evidence gets its own weights there.
     return (*names, *(f"short:{n}" for n in names if SHORT_COPIES), "short")
 
+
+# The densest passage of the text: a long briefing or transcript can be about a topic for one
+# paragraph and about other things for the rest, which whole-text features dilute.
+PASSAGE_WORDS = 100  # "roughly a paragraph", as the labelling guide puts it
+PASSAGE_FEATURES = ("passage:rules", "passage:vocabulary", "passage:share")
 
 _CLAUSE_KEYS = ("fired", "title", "lead", "hits", "spread", "early", "paragraphs", "peak")
 
@@ -151,8 +171,11 @@ def _paragraph_of(doc: _Doc) -> tuple[list[int], int]:
     return breaks, len(breaks) + 1
 
 
-def clause_features(doc: _Doc, node: Node, zone: str, paragraphs: tuple[list[int], int]) -> dict[str, float]:
-    """What one query shows in one article: fired, title, lead, hits, spread (see module doc)."""
+def clause_features(
+    doc: _Doc, node: Node, zone: str, paragraphs: tuple[list[int], int], where: list[int] | None = None
+) -> dict[str, float]:
+    """What one query shows in one article: fired, title, lead, hits, spread (see module doc).
+    `where`, if given, receives the text position (in words) of every occurrence outside the title."""
     result = evaluate_clause(node, doc, _ZONE_SETS[zone])
     if not result.matched:
         return {}
@@ -169,6 +192,8 @@ def clause_features(doc: _Doc, node: Node, zone: str, paragraphs: tuple[list[int
         first = occ[0][0]
         if doc.zones[first] == "title":
             continue
+        if where is not None:
+            where.append(doc.positions[first])
         para = bisect.bisect_left(breaks, doc.starts[first])
         seen.add(para)
         per_paragraph[para] = per_paragraph.get(para, 0) + 1
@@ -185,6 +210,35 @@ def clause_features(doc: _Doc, node: Node, zone: str, paragraphs: tuple[list[int
     # Share of the paragraphs the clause appears in, and at least one paragraph's worth: a
     # headline that fires is all "spread".
     out["spread"] = min(1.0, len(seen) / min(count, 8)) if seen else (1.0 if out.get("title") else 0.0)
+    return out
+
+
+def passage_features(rules: dict[str, list[int]], vocabulary: list[int]) -> dict[str, float]:
+    """The densest PASSAGE_WORDS-word stretch of the text: the share of the topic's rules that hold
+    in it, how many times the vocabulary does (log), and that stretch's share of all the
+    vocabulary's hits. Positions are the word offsets of occurrences outside the title."""
+    out: dict[str, float] = {}
+    events = sorted((pos, name) for name, found in rules.items() for pos in found)
+    if events and rules:
+        best, lo, seen = 0, 0, Counter()
+        for hi in range(len(events)):
+            seen[events[hi][1]] += 1
+            while events[hi][0] - events[lo][0] >= PASSAGE_WORDS:
+                seen[events[lo][1]] -= 1
+                if not seen[events[lo][1]]:
+                    del seen[events[lo][1]]
+                lo += 1
+            best = max(best, len(seen))
+        out["passage:rules"] = best / len(rules)
+    if vocabulary:
+        found = sorted(vocabulary)
+        best, lo = 0, 0
+        for hi in range(len(found)):
+            while found[hi] - found[lo] >= PASSAGE_WORDS:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        out["passage:vocabulary"] = math.log1p(best)
+        out["passage:share"] = best / len(found)
     return out
 
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from wordfreq import zipf_frequency
 
 from pipeline.models import Evidence, TopicMatch
-from pipeline.topics.learn import SHORT_COPIES, _paragraph_of, clause_features, short_text
+from pipeline.topics.learn import SHORT_COPIES, _paragraph_of, clause_features, passage_features, short_text
 from pipeline.topics.query import Occurrence, evaluate_clause
 from pipeline.topics.text import (  # noqa: F401
     _IDF_CEILING,
@@ -367,9 +367,13 @@ def topic_features(doc: _Doc, topic: Topic, doc_vec: Callable[[], dict[str, floa
     clauses = [(r.name, r) for r in topic.rules]
     if topic.vocabulary is not None:
         clauses.append(("vocabulary", topic.vocabulary))
+    where: dict[str, list[int]] = {}
     for name, rule in clauses:
-        for key, value in clause_features(doc, rule.node, rule.zone, paragraphs).items():
+        found = where.setdefault(name, [])
+        for key, value in clause_features(doc, rule.node, rule.zone, paragraphs, found).items():
             out[f"{name}:{key}"] = value
+    vocabulary = where.pop("vocabulary", [])
+    out.update(passage_features({r.name: where[r.name] for r in topic.rules}, vocabulary))
     vec = doc_vec() if doc_vec else _doc_vector(doc)
     if topic.exemplars:
         sim = _closest_exemplar(doc, topic, vec)

@@ -53,6 +53,8 @@ class Topic:
     exemplar_weight: float = 0.2
     must_match: tuple[Example, ...] = ()
     must_not_match: tuple[Example, ...] = ()
+    # Training-only examples, (label, example): `examples.train_about`, `train_mentions`, `train_no`.
+    training: tuple[tuple[str, Example], ...] = ()
     source: str = ""  # the file it was loaded from, for messages
     # The topic's words beyond its rules, one query (usually an OR of words): a feature for the
     # learned model, never a match on its own.

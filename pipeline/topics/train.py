@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.topics.learn import PROFILE_WORDS, PROFILES, SHORT_COPIES, TopicModel, feature_names
+from pipeline.topics.learn import (
+    PROFILE_WORDS,
+    PROFILES,
+    SHORT_COPIES,
+    SHORT_SEPARATE,
+    TopicModel,
+    feature_names,
+)
 from pipeline.topics.score import _doc_vector, topic_features
 from pipeline.topics.text import _build_doc
 from pipeline.topics.topic import Topic
@@ -123,7 +130,11 @@ def _with_profiles(p: _Prepared, idx: np.ndarray, profiles: dict) -> np.ndarray:
     extra = np.array(cols, dtype=float).T.reshape(len(idx), len(PROFILES))
     # The short-text copies of the profile features, as topic_features makes them.
     short = p.short[idx][:, None] * extra
-    return np.hstack([p.x[idx], extra, short] if SHORT_COPIES else [p.x[idx], extra])
+    x = np.hstack([p.x[idx], extra, short] if SHORT_COPIES else [p.x[idx], extra])
+    if SHORT_COPIES and SHORT_SEPARATE:  # a short text is scored by the short: features alone
+        base = np.array([not n.startswith("short") for n in _names(p)])
+        x[np.ix_(p.short[idx], base)] = 0.0
+    return x
 
 
 def _names(p: _Prepared) -> tuple[str, ...]:
@@ -217,6 +228,7 @@ def _fit(topic: Topic, p: _Prepared, items: Sequence[Labelled], idx: np.ndarray,
         fingerprint=topic.fingerprint,
         profiles=profiles,
         trained={"texts": dict(sorted(counts.items())), "C": c, "folds_by": scheme},
+        short_separate=SHORT_COPIES and SHORT_SEPARATE,
     )
 
 

@@ -189,3 +189,71 @@ def test_a_label_given_while_the_daemon_holds_the_store_waits_and_counts(tmp_pat
             ("a1", "sanctions", "no", "ana")
         ]
     assert pending_labels(data) == []
+
+
+TRAINING_ONLY_TOPIC = """\
+id: grain
+description: Grain shipments from Black Sea ports.
+rules:
+  - name: grain-exports
+    query: '(grain OR wheat) NEAR/8 (export* OR shipment* OR corridor)'
+examples:
+  must_match: ["Wheat exports through the corridor resumed on Monday."]
+  must_not_match: ["The bakery sells wheat bread."]
+  train_about:
+    - {title: Grain ships leave Odesa, text: Three ships loaded with wheat sailed through the corridor.}
+  train_mentions:
+    - A speech on farm policy noted grain exports in passing and turned to fertiliser prices.
+  train_no:
+    - {title: Grain of truth, text: "There is a grain of truth in the rumour, the minister said."}
+"""
+
+
+def test_training_only_examples_are_learned_from_but_never_checked(tmp_path: Path) -> None:
+    from pipeline.stages.topics import check_examples, load_topic
+    from pipeline.topics.labelled import examples_of
+
+    path = tmp_path / "grain.yaml"
+    path.write_text(TRAINING_ONLY_TOPIC, encoding="utf-8")
+    topic = load_topic(path)
+    assert [label for label, _ in topic.training] == ["about", "mentions", "no"]
+    items = {it.id: it for it in examples_of(topic)}
+    assert items["grain:about:1"].title == "Grain ships leave Odesa" and items["grain:about:1"].label == "about"
+    assert items["grain:mentions:2"].label == "mentions" and items["grain:no:3"].label == "no"
+    assert all(it.kind == "example" for it in items.values())  # trained on, never scored
+    # Only must_match / must_not_match are checked: the `no` example's "grain" in another sense
+    # does not fire a rule, and nothing requires the mentions example to stay below an alert.
+    assert check_examples(topic) == []
+    # The YAML trap: a bare `no:` key is the boolean false, so the keys carry a train_ prefix and an
+    # unknown key names the allowed ones.
+    path.write_text(TRAINING_ONLY_TOPIC.replace("train_about:", "about:"), encoding="utf-8")
+    with pytest.raises(Exception, match="train_about"):
+        load_topic(path)
+
+
+def test_the_densest_passage_counts_beside_the_whole_text() -> None:
+    from pipeline.topics.learn import PASSAGE_WORDS, passage_features
+
+    # Two rules hold within one paragraph-sized stretch: half of the four rules.
+    near = passage_features({"a": [10, 500], "b": [30], "c": [2000], "d": []}, [10, 20, 30, 2000])
+    assert near["passage:rules"] == 0.5
+    assert near["passage:share"] == 0.75
+    # The same hits spread out further than PASSAGE_WORDS apart: one rule per stretch.
+    apart = passage_features({"a": [0], "b": [PASSAGE_WORDS + 1]}, [0, PASSAGE_WORDS + 1])
+    assert apart["passage:rules"] == 0.5 and apart["passage:share"] == 0.5
+    assert passage_features({}, []) == {}
+
+
+def test_a_headline_is_scored_by_its_short_features_alone(topics) -> None:
+    from pipeline.topics.learn import TopicModel
+
+    model = TopicModel(("a:fired", "short:a:fired", "short"), (5.0, 1.0, -1.0), 0.0, 0.5, 0.5, "", short_separate=True)
+    headline = {"a:fired": 1.0, "short:a:fired": 1.0, "short": 1.0}
+    assert dict(model.contributions(headline)) == {"short:a:fired": 1.0, "short": -1.0}
+    article = {"a:fired": 1.0}
+    assert dict(model.contributions(article))["a:fired"] == 5.0
+    # A model trained before the switch scores headlines as it was fitted: with every feature.
+    old = TopicModel(model.features, model.weights, 0.0, 0.5, 0.5, "")
+    assert dict(old.contributions(headline))["a:fired"] == 5.0
+    # The shipped peace-talks model was trained this way, and says so in its file.
+    assert topics["peace-talks"].model.short_separate
