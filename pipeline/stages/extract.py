@@ -197,26 +197,74 @@ def _is_article(out: object) -> bool:
     return not isinstance(out, Rejected)
 
 
+def _extract_outcome(page: Page, min_chars: int, now: datetime):
+    """What ExtractArticles emits for one page: (FeedItem, Article), or Rejected."""
+    out = extract_article(page, min_chars=min_chars, now=now)
+    return out if isinstance(out, Rejected) else (page.item, out)
+
+
+class _ExtractFn(beam.DoFn):
+    """One page -> its outcome; with `processes` > 1, on that many worker processes kept in this
+    process between batches (`pipeline.stages.pool`), several pages in flight at once.
+
+    Pages in flight are emitted as they finish, and the last ones when the bundle finishes, so a
+    bundle's results are the same set whatever the order. Emitting from finish_bundle needs a
+    runner that honours it: the in-process FnApiRunner does (Beam's DaskRunner does not, which is
+    why the settings allow `extract_processes` > 1 only with FnApiRunner)."""
+
+    def __init__(self, min_chars: int, now: datetime, processes: int = 1) -> None:
+        self.min_chars, self.now, self.processes = min_chars, now, processes
+        self._pending: list = []
+
+    def start_bundle(self) -> None:
+        self._pending = []
+
+    def process(self, page: Page, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        if self.processes <= 1:
+            yield _extract_outcome(page, self.min_chars, self.now)
+            return
+        from pipeline.stages.pool import shared_pool
+
+        future = shared_pool(self.processes).submit(_extract_outcome, page, self.min_chars, self.now)
+        self._pending.append((future, timestamp, window))
+        # Keep every worker busy, and this process's memory bounded: past a few pages per worker,
+        # wait for the oldest.
+        if len(self._pending) > 4 * self.processes:
+            self._pending[0][0].result()
+        waiting = []
+        for entry in self._pending:
+            if entry[0].done():
+                yield entry[0].result()
+            else:
+                waiting.append(entry)
+        self._pending = waiting
+
+    def finish_bundle(self):
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        pending, self._pending = self._pending, []
+        for future, timestamp, window in pending:
+            yield WindowedValue(future.result(), timestamp, [window])
+
+
 class ExtractArticles(beam.PTransform):
     """Pages -> Extracted: `articles` ((FeedItem, Article) pairs) and `rejected` (Rejected).
 
     Each page is extracted once; the one outcome collection then feeds two Filters. Tagged outputs
     (`with_outputs`) would say the same more briefly, but not every runner honours them (Beam's
-    DaskRunner hands every element to every output), and a Filter is understood by all."""
+    DaskRunner hands every element to every output), and a Filter is understood by all.
 
-    def __init__(self, min_chars: int, now: datetime) -> None:
+    `processes` > 1: pages are extracted on that many worker processes kept between batches (the
+    in-process runner's way to use several cores; see `_ExtractFn`)."""
+
+    def __init__(self, min_chars: int, now: datetime, processes: int = 1) -> None:
         super().__init__()
         self.min_chars = min_chars
         self.now = now
+        self.processes = processes
 
     def expand(self, pages):
-        min_chars, now = self.min_chars, self.now
-
-        def extract(page: Page):
-            out = extract_article(page, min_chars=min_chars, now=now)
-            return out if isinstance(out, Rejected) else (page.item, out)
-
-        outcomes = pages | "Extract" >> beam.Map(extract)
+        outcomes = pages | "Extract" >> beam.ParDo(_ExtractFn(self.min_chars, self.now, self.processes))
         return Extracted(
             articles=outcomes | "Articles" >> beam.Filter(_is_article),
             rejected=outcomes | "Rejected" >> beam.Filter(_is_rejected),

@@ -21,7 +21,6 @@ from pipeline.models import ItemResult, TopicMatch
 from pipeline.stages.stories import Folded
 from pipeline.stages.topics import Topic, load_topics, match_article, should_alert
 
-
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[tuple, list[Topic]]] = {}
 
