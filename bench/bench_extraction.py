@@ -229,6 +229,9 @@ def _child_run(base: str, runner: str, beam_args: tuple[str, ...], procs: int, o
     pages = load_pages()
     bench_pipeline(warmup_pages(), base, runner, beam_args, procs)  # per-process costs, off the clock
     out.put(bench_pipeline(pages, base, runner, beam_args, procs))
+    from pipeline.stages.pool import shutdown_pools
+
+    shutdown_pools()
 
 
 def _in_child(base: str, runner: str, beam_args: tuple[str, ...], procs: int) -> tuple[float, dict]:
@@ -243,6 +246,9 @@ def _in_child(base: str, runner: str, beam_args: tuple[str, ...], procs: int) ->
         return out.get(timeout=1800)
     finally:
         proc.join(60)
+        if proc.is_alive():  # it reported; do not let a stuck interpreter exit hold the run
+            proc.terminate()
+            proc.join(10)
 
 
 def bench_stages(pages: list[Page]) -> list[tuple[str, float]]:
