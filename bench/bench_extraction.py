@@ -24,6 +24,7 @@ ratios, not the absolute figures. Usage:
   .venv/bin/python bench/bench_extraction.py [--repeat N] [--skip-multi]
 
 --repeat N runs N rounds (bare, bare x2, each pipeline variant in turn) and reports each one's best.
+--profile DIR also writes a cProfile of every timed pipeline run (variant0 = FnApiRunner, 1 process).
 """
 
 from __future__ import annotations
@@ -225,22 +226,31 @@ def bench_pipeline(pages: list[Page], base: str, runner: str, beam_args: tuple[s
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _child_run(base: str, runner: str, beam_args: tuple[str, ...], procs: int, out) -> None:
+def _child_run(base: str, runner: str, beam_args: tuple[str, ...], procs: int, out, profile: str | None = None) -> None:
     pages = load_pages()
     bench_pipeline(warmup_pages(), base, runner, beam_args, procs)  # per-process costs, off the clock
-    out.put(bench_pipeline(pages, base, runner, beam_args, procs))
+    if profile is None:
+        out.put(bench_pipeline(pages, base, runner, beam_args, procs))
+    else:  # cProfile of the timed batch (this process only), for `python -m pstats FILE`
+        import cProfile
+
+        prof = cProfile.Profile()
+        result = prof.runcall(bench_pipeline, pages, base, runner, beam_args, procs)
+        prof.dump_stats(profile)
+        out.put(result)
     from pipeline.stages.pool import shutdown_pools
 
     shutdown_pools()
 
 
-def _in_child(base: str, runner: str, beam_args: tuple[str, ...], procs: int) -> tuple[float, dict]:
+def _in_child(base: str, runner: str, beam_args: tuple[str, ...], procs: int,
+              profile: str | None = None) -> tuple[float, dict]:
     """One timed pipeline run in a fresh process (so no run inherits another's warm caches)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=_child_run, args=(base, runner, beam_args, procs, out))
+    proc = ctx.Process(target=_child_run, args=(base, runner, beam_args, procs, out, profile))
     proc.start()
     try:
         return out.get(timeout=1800)
@@ -270,7 +280,9 @@ def bench_stages(pages: list[Page]) -> list[tuple[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=2, help="rounds of every variant; the best of each is reported")
-    ap.add_argument("--skip-multi", action="store_true", help="skip the 2-process DirectRunner variant")
+    ap.add_argument("--skip-multi", action="store_true", help="skip the two-core variants")
+    ap.add_argument("--profile", metavar="DIR", help="write a cProfile of each timed pipeline run to DIR/<variant>-<round>.prof "
+                    "(profiled runs are slower: read their shares, not their ratios)")
     args = ap.parse_args()
     pages = load_pages()
     n = len(pages)
@@ -289,12 +301,15 @@ def main() -> None:
     try:
         # Rounds, so that each figure meets the same spells of load as the others (the machine is
         # shared); every pipeline run is a fresh child process warmed on other pages only.
-        for _ in range(args.repeat):
+        if args.profile:
+            os.makedirs(args.profile, exist_ok=True)
+        for rnd in range(args.repeat):
             bare_runs.append(bench_bare(pages))
             if not args.skip_multi:
                 bare2_runs.append(bench_bare_parallel(pages, 2))
-            for name, runner, beam_args, procs in variants:
-                runs[name].append(_in_child(server.base, runner, beam_args, procs))
+            for i, (name, runner, beam_args, procs) in enumerate(variants):
+                prof = os.path.join(args.profile, f"variant{i}-round{rnd}.prof") if args.profile else None
+                runs[name].append(_in_child(server.base, runner, beam_args, procs, prof))
     finally:
         server.close()
     bare = min(bare_runs)
