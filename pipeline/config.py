@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError
 
@@ -133,12 +141,28 @@ class PipelineConfig(_Strict):
     poll_tick_seconds: float = Field(default=30, gt=0)
     max_batch_items: int = Field(default=2000, ge=1)
     min_text_chars: int = Field(default=200, ge=0)
+    # Extraction on this many worker processes kept for the daemon's life (FnApiRunner only): the
+    # in-process runner's way onto more cores (bench/bench_extraction.py, README "Benchmarks").
+    extract_processes: int = Field(default=1, ge=1, le=64)
     dedup_window_days: float = Field(default=3.0, gt=0)
     dedup_history_days: float = Field(default=14.0, gt=0)
     # Pages that fail for now (5xx, timeout, robots.txt unreachable) are retried across batches,
     # waiting base, 2x base, 4x base ... minutes; after max attempts the item is dead-lettered.
     page_retry_max_attempts: int = Field(default=6, ge=1)
     page_retry_base_minutes: float = Field(default=5, gt=0)
+
+    @model_validator(mode="after")
+    def _extract_processes_in_process(self) -> PipelineConfig:
+        # The worker pool lives in the process that runs the stage, and the stage emits its last
+        # pages when a bundle finishes, which only the in-process runner is known to honour.
+        if self.extract_processes > 1 and (
+            self.runner != "FnApiRunner" or any(a.startswith("--direct_running_mode") for a in self.beam_args)
+        ):
+            raise ValueError(
+                "extract_processes > 1 needs runner: FnApiRunner without --direct_running_mode; "
+                "on other runners set their own worker count instead (e.g. --direct_num_workers)"
+            )
+        return self
 
 
 InDoubt = Literal["resend", "skip"]

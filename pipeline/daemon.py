@@ -408,6 +408,7 @@ class Daemon:
             http=http_settings(self.config, pages=True),
             download_workers=self.config.settings.fetch.workers,
             min_text_chars=p.min_text_chars,
+            extract_processes=p.extract_processes,
             dedup=dedup,
             runner=p.runner,
             beam_args=tuple(p.beam_args),

@@ -49,6 +49,7 @@ class BatchOptions:
     http: HttpSettings = field(default_factory=HttpSettings)
     download_workers: int = 8
     min_text_chars: int = 200
+    extract_processes: int = 1  # > 1: extraction on that many worker processes (FnApiRunner only)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     runner: str = "FnApiRunner"
     beam_args: tuple[str, ...] = ()
@@ -143,7 +144,7 @@ def process_pages(p: beam.Pipeline, pages, history: Sequence[tuple[DedupDoc, str
     history_pc = p | "ReadHistory" >> beam.Create(list(history))
     ok = pages | "Fetched" >> beam.Filter(_fetched)
     failed = pages | "NotFetched" >> beam.Filter(_not_fetched)
-    extracted = ok | "ExtractArticles" >> ExtractArticles(opts.min_text_chars, opts.now)
+    extracted = ok | "ExtractArticles" >> ExtractArticles(opts.min_text_chars, opts.now, opts.extract_processes)
     folded = extracted.articles | "FoldStories" >> FoldStories(opts.dedup, history_pc, opts.warm_stories)
     matched = folded | "MatchTopics" >> MatchTopics(opts.topics_dir)
     return (

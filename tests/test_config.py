@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pipeline import config
 from pipeline.cli import main
@@ -239,3 +240,10 @@ def test_allow_networks_is_a_setting_and_the_refusal_names_it(tmp_path: Path) ->
             assert client.get(srv.url("/f.xml")).status == 200
             with pytest.raises(PermanentFetchError, match="refused"):
                 client.get("http://127.0.0.1:9/f.xml")
+
+
+def test_extract_processes_is_refused_on_a_runner_that_cannot_hold_the_worker_pool() -> None:
+    assert config.PipelineConfig(extract_processes=2).extract_processes == 2
+    for bad in ({"runner": "DaskRunner"}, {"beam_args": ("--direct_running_mode=multi_processing",)}):
+        with pytest.raises(ValidationError, match="extract_processes > 1 needs runner: FnApiRunner"):
+            config.PipelineConfig(extract_processes=2, **bad)

@@ -41,9 +41,10 @@ def _items(server) -> list[FeedItem]:
     return items
 
 
-def _opts(runner: str, beam_args: tuple[str, ...] = ()) -> BatchOptions:
+def _opts(runner: str, beam_args: tuple[str, ...] = (), extract_processes: int = 1) -> BatchOptions:
     return BatchOptions(
         topics_dir=str(ROOT / "seeds" / "topics"), now=NOW, runner=runner, beam_args=beam_args,
+        extract_processes=extract_processes,
         http=HttpSettings(allow_private_addresses=True, total_timeout=60), honour_robots=False,
     )
 
@@ -87,3 +88,29 @@ def test_the_same_batch_gives_identical_results_on_fnapi_and_on_a_dask_cluster(t
     # No shard left half-written: every file in the output folders is a finished shard.
     for out in ("fnapi", "dask"):
         assert all(p.name.endswith(".jsonl") for p in (tmp_path / out).iterdir())
+
+
+def test_extraction_on_two_worker_processes_gives_the_same_results_as_in_process(tmp_path: Path) -> None:
+    """`extract_processes: 2` moves extraction to worker processes kept between batches; the
+    batch's ItemResults must not change, and the workers must be other processes."""
+    import os
+
+    from pipeline.demo import DemoServer
+    from pipeline.stages import pool
+
+    with DemoServer() as server:
+        items = _items(server)
+        first = run_batch(items[:3], [], _opts("FnApiRunner"), tmp_path / "first")
+        history = [(as_dedup_doc(r.article), r.assignment.story_id) for r in first if r.article and r.assignment]
+        rest = items[3:]
+        inline = run_batch(rest, history, _opts("FnApiRunner"), tmp_path / "inline")
+        pooled = run_batch(rest, history, _opts("FnApiRunner", extract_processes=2), tmp_path / "pooled")
+        again = run_batch(rest, history, _opts("FnApiRunner", extract_processes=2), tmp_path / "again")
+
+    kinds = {r.disposition for r in inline}
+    assert "stored" in kinds and len(kinds) >= 2, kinds
+    assert _records(pooled) == _records(inline)
+    assert _records(again) == _records(inline)  # the second batch reuses the same workers
+    workers = pool._pools[2]._processes
+    assert len(workers) == 2 and os.getpid() not in workers
+    assert all(p.is_alive() for p in workers.values())

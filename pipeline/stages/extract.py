@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 
 import apache_beam as beam
 import trafilatura
+from trafilatura import metadata as tmeta
+from trafilatura.settings import Document
+from trafilatura.utils import load_html
 
 from pipeline.models import Article, Page
 from pipeline.pages import pack_page
@@ -85,18 +88,60 @@ def _page_date(value: str | None) -> datetime | None:
     return d.replace(tzinfo=UTC) if d.tzinfo is None else d
 
 
+# The original publication date, without htmldate's extensive search: 18% faster on the
+# extraction corpus and 179/181 pages still dated; the feed's date fills the rest.
+_DATE_PARAMS = {"extensive_search": False, "original_date": True}
+
+
+def page_metadata(tree, url: str | None) -> Document:
+    """The page's metadata as `trafilatura.extract_metadata` finds it, for the fields an Article
+    keeps (title, author, canonical URL, hostname, date, sitename, language) and no others.
+
+    trafilatura also looks for categories, tags and a licence: about 40% of its metadata time on
+    the extraction corpus, for fields newsmon never reads. Every step here is trafilatura's own
+    function, called in its order on the same tree (none of them changes the tree), so the kept
+    fields come out as `extract_metadata` gives them; tests/stages/test_extract.py checks that on
+    the corpus."""
+    doc = tmeta.examine_meta(tree)
+    if doc.author and " " not in doc.author:  # a one-word author from the meta tags is no name
+        doc.author = None
+    try:
+        doc = tmeta.extract_meta_json(tree, doc)
+    except Exception:  # noqa: BLE001 -- trafilatura guards its JSON-LD reader the same way
+        pass
+    doc.title = doc.title or tmeta.extract_title(tree)
+    doc.author = doc.author or tmeta.extract_author(tree)
+    doc.url = doc.url or tmeta.extract_url(tree, url)
+    if doc.url:
+        doc.hostname = tmeta.extract_domain(doc.url, fast=True)
+    doc.date = tmeta.find_date(tree, **_DATE_PARAMS, url=doc.url)
+    doc.sitename = doc.sitename or tmeta.extract_sitename(tree)
+    if doc.sitename:
+        name = doc.sitename.lstrip("@")
+        if name and "." not in name and not name[0].isupper():
+            name = name.title()
+        doc.sitename = name
+    elif doc.url and (m := tmeta.META_URL.match(doc.url)):
+        doc.sitename = m[1]
+    doc.clean_and_trim()
+    return doc
+
+
 def extract_article(page: Page, *, min_chars: int, now: datetime, fast: bool = True) -> Article | Rejected:
     """Pure: run trafilatura on the page and build the Article (`fast=False`: with trafilatura's
     fallback extractors, as the benchmark compares)."""
     try:
+        tree = load_html(page.html)
+        if tree is None:
+            return Rejected(page, "extract_failed", "no main text found")
+        try:
+            meta = page_metadata(tree, page.final_url)
+        except (TypeError, ValueError):  # what trafilatura counts as "no usable document"
+            return Rejected(page, "extract_failed", "no main text found")
         doc = trafilatura.bare_extraction(
-            page.html,
+            tree,
             url=page.final_url,
             include_comments=False,
-            with_metadata=True,
-            # The original publication date, without htmldate's extensive search: 18% faster on
-            # the extraction corpus and 179/181 pages still dated; the feed's date fills the rest.
-            date_extraction_params={"extensive_search": False, "original_date": True},
             # No second opinion from the readability/jusText fallbacks: on the extraction corpus's
             # 181 pages (human-annotated text) the token F1 is 0.961 without them against 0.959
             # with them (even half 0.971 vs 0.965, odd half 0.952 vs 0.952), at about half the
@@ -110,7 +155,7 @@ def extract_article(page: Page, *, min_chars: int, now: datetime, fast: bool = T
         return Rejected(page, "extract_failed", "no main text found")
     if len(text) < min_chars:
         return Rejected(page, "too_short", f"{len(text)} chars < {min_chars}")
-    canonical = canonical_url(doc.url or page.final_url)
+    canonical = canonical_url(meta.url or page.final_url)
     # A rel=canonical pointing at another host is usually a syndication credit, not this page.
     if _host(canonical) != _host(canonical_url(page.final_url)):
         canonical = canonical_url(page.final_url)
@@ -121,12 +166,12 @@ def extract_article(page: Page, *, min_chars: int, now: datetime, fast: bool = T
         feed_id=item.feed_id,
         url=page.final_url,
         canonical_url=canonical,
-        title=(doc.title or item.title or "").strip(),
+        title=(meta.title or item.title or "").strip(),
         text=text,
-        published=_parse_date(doc.date, item.published, now),
-        author=doc.author or None,
-        sitename=doc.sitename or doc.hostname or None,
-        language=doc.language or None,
+        published=_parse_date(meta.date, item.published, now),
+        author=meta.author or None,
+        sitename=meta.sitename or meta.hostname or None,
+        language=meta.language or None,
         text_hash=text_hash(text),
         fetched_at=now,
     )
@@ -153,27 +198,76 @@ def _is_article(out: object) -> bool:
     return not isinstance(out, Rejected)
 
 
+def _extract_outcome(page: Page, min_chars: int, now: datetime):
+    """What ExtractArticles emits for one page: (FeedItem, Article), or Rejected."""
+    out = extract_article(page, min_chars=min_chars, now=now)
+    # The page goes along, compressed, to be stored for `newsmon reprocess` (in the worker, when
+    # extraction runs on worker processes, so the compression is spread over them too).
+    return out if isinstance(out, Rejected) else (page.item, replace(out, page=pack_page(page.html)))
+
+
+class _ExtractFn(beam.DoFn):
+    """One page -> its outcome; with `processes` > 1, on that many worker processes kept in this
+    process between batches (`pipeline.stages.pool`), several pages in flight at once.
+
+    Pages in flight are emitted as they finish, and the last ones when the bundle finishes, so a
+    bundle's results are the same set whatever the order. Emitting from finish_bundle needs a
+    runner that honours it: the in-process FnApiRunner does (Beam's DaskRunner does not, which is
+    why the settings allow `extract_processes` > 1 only with FnApiRunner)."""
+
+    def __init__(self, min_chars: int, now: datetime, processes: int = 1) -> None:
+        self.min_chars, self.now, self.processes = min_chars, now, processes
+        self._pending: list = []
+
+    def start_bundle(self) -> None:
+        self._pending = []
+
+    def process(self, page: Page, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        if self.processes <= 1:
+            yield _extract_outcome(page, self.min_chars, self.now)
+            return
+        from pipeline.stages.pool import shared_pool
+
+        future = shared_pool(self.processes).submit(_extract_outcome, page, self.min_chars, self.now)
+        self._pending.append((future, timestamp, window))
+        # Keep every worker busy, and this process's memory bounded: past a few pages per worker,
+        # wait for the oldest.
+        if len(self._pending) > 4 * self.processes:
+            self._pending[0][0].result()
+        waiting = []
+        for entry in self._pending:
+            if entry[0].done():
+                yield entry[0].result()
+            else:
+                waiting.append(entry)
+        self._pending = waiting
+
+    def finish_bundle(self):
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        pending, self._pending = self._pending, []
+        for future, timestamp, window in pending:
+            yield WindowedValue(future.result(), timestamp, [window])
+
+
 class ExtractArticles(beam.PTransform):
     """Pages -> Extracted: `articles` ((FeedItem, Article) pairs) and `rejected` (Rejected).
 
     Each page is extracted once; the one outcome collection then feeds two Filters. Tagged outputs
     (`with_outputs`) would say the same more briefly, but not every runner honours them (Beam's
-    DaskRunner hands every element to every output), and a Filter is understood by all."""
+    DaskRunner hands every element to every output), and a Filter is understood by all.
 
-    def __init__(self, min_chars: int, now: datetime) -> None:
+    `processes` > 1: pages are extracted on that many worker processes kept between batches (the
+    in-process runner's way to use several cores; see `_ExtractFn`)."""
+
+    def __init__(self, min_chars: int, now: datetime, processes: int = 1) -> None:
         super().__init__()
         self.min_chars = min_chars
         self.now = now
+        self.processes = processes
 
     def expand(self, pages):
-        min_chars, now = self.min_chars, self.now
-
-        def extract(page: Page):
-            out = extract_article(page, min_chars=min_chars, now=now)
-            # The page goes along, compressed, to be stored for `newsmon reprocess`.
-            return out if isinstance(out, Rejected) else (page.item, replace(out, page=pack_page(page.html)))
-
-        outcomes = pages | "Extract" >> beam.Map(extract)
+        outcomes = pages | "Extract" >> beam.ParDo(_ExtractFn(self.min_chars, self.now, self.processes))
         return Extracted(
             articles=outcomes | "Articles" >> beam.Filter(_is_article),
             rejected=outcomes | "Rejected" >> beam.Filter(_is_rejected),
