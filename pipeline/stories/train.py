@@ -15,7 +15,8 @@ an index of their own data set (so the IDF is that of the set):
 
 A pair goes to the ``short`` model when either text has fewer than `min_rewrite_terms` content
 words, else to ``long``. Each is a logistic regression (scikit-learn, standardised features, L2,
-C=1), stored as coefficients on the raw features.
+C=1), stored as coefficients on the raw features; ``long`` leaves out the text length
+(`_LONG_WITHOUT`, stored as coefficient 0).
 
 Nothing is chosen on the data it is scored on. Out of fold:
 
@@ -24,7 +25,8 @@ Nothing is chosen on the data it is scored on. Out of fold:
   (B-cubed F1 minus the same-topic false-merge rate); the held-out topic is then folded with that
   model and threshold. The headline figures pool the held-out predictions of the 8 folds.
 * 2025 entries: leave one day out, likewise (threshold by pairwise F1 on the other days, each day
-  folded on its own).
+  folded on its own). Entries routed to ``long`` are judged at the median of the long thresholds
+  the ECB+ folds chose, as the shipped model judges them at the one chosen on ECB+.
 
 The saved model is fitted on all the data, its thresholds chosen by the same rules on all of it;
 its in-sample figures are reported beside the out-of-fold ones, which are the honest estimate.
