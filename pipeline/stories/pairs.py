@@ -53,7 +53,7 @@ FEATURES = (
     "lead_names_missing",  # share of each lead's names the other text lacks (mean of both ways)
     "lead_weekdays_disjoint",  # both leads name a weekday (the event's day), and none in common
     "lead_months_disjoint",    # both leads name a month, and none in common
-    "min_words_log",       # log(1 + content words of the shorter text)
+    "min_words_log",       # log(1 + content words of the shorter text); the short model only (train._LONG_WITHOUT)
 )
 
 

@@ -30,7 +30,9 @@ class DedupSettings:
     stop_zipf: float = 6.0                # words this frequent in English (the, said, would) are no content
     prior_docs: float = 3.0               # weight of the wordfreq background, in pseudo-documents
     prior_doc_length: float = 300.0       # words per document, to turn a word frequency into a df
-    min_rewrite_terms: int = 8            # fewer content words: a short text (the pair model's "short" part)
+    # fewer content words: a short text, for the pair model's "short" part (a feed entry's title and
+    # description mostly are). 14 of 8, 14, 20 by the out-of-fold figures (pipeline/stories/train.py).
+    min_rewrite_terms: int = 14
     min_short_terms: int = 3              # fewer content words than this: never a rewrite (pair model)
     use_pair_model: bool = True           # the learned pair model decides rewrites (pipeline/stories/pairs.py)
     norm_floor_terms: float = 1.0         # pseudo-terms of top IDF in every norm: two shared terms are no story
