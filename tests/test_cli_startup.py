@@ -19,8 +19,7 @@ PROBE = """
 import json, sys
 import pipeline.cli as cli
 cli.build_parser()
-print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {h.split('.')[0] for h in HEAVY}
-                        and any(m == h or m.startswith(h + '.') for h in HEAVY))))
+print(json.dumps(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in HEAVY))))
 """
 
 
