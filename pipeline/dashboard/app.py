@@ -14,7 +14,6 @@ import base64
 import functools
 import hashlib
 import hmac
-import importlib.util
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,22 +28,12 @@ from pipeline.dashboard.templating import render, render_error
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSET_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-# Scripts only from newsmon itself; plotly.js sets inline styles on the charts it draws.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+# The pages run no script: charts are SVG drawn on the server (charts.py), whose <style> is inline.
+CSP = ("default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
-def plotly_js() -> Path:
-    """plotly.min.js as the plotly Python package ships it: served by newsmon, no CDN."""
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the plotly package is not installed; run `pip install -e .`")
-    return Path(spec.origin).parent / "package_data" / "plotly.min.js"
-
-
 def asset_path(name: str) -> Path | None:
-    if name == "plotly.min.js":
-        return plotly_js()
     p = STATIC / name
     return p if name in {x.name for x in STATIC.iterdir()} else None
 
@@ -65,9 +54,8 @@ def _hash_file(path: str, _mtime_ns: int, _size: int) -> str:
 
 
 # An asset asked for by its current version never changes: the browser keeps it a year without
-# asking again, and Chromium keeps the compiled code of plotly.js with it, so a page after the
-# first one neither fetches nor recompiles the 4.6 MB script. Without the version (or an old
-# one): revalidated each time.
+# asking again, so a page after the first one does not even revalidate the style sheet. Without
+# the version (or an old one): revalidated each time.
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
