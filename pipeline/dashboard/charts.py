@@ -76,8 +76,6 @@ def _style(colors: list[str]) -> Any:
 
 def svg(fig: Figure) -> str:
     """The chart as an SVG element (no XML declaration, no script), to inline in HTML."""
-    import pygal
-
     n = len(fig.series)
     cfg: dict[str, Any] = dict(
         style=_style([s.color for s in fig.series]), js=[], width=WIDTH, height=fig.height,
@@ -91,14 +89,14 @@ def svg(fig: Figure) -> str:
     if fig.kind in ("lines", "bars"):
         every = max(1, len(fig.labels) // 8)
         cfg.update(x_labels=fig.labels, x_labels_major_every=every, show_minor_x_labels=False)
-        cls = {"lines": pygal.Line, "bars": _stacked_bar() if fig.stack else pygal.Bar}[fig.kind]
+        cls = _lean("Line" if fig.kind == "lines" else "StackedBar" if fig.stack else "Bar")
         if fig.kind == "lines":
             cfg.update(dots_size=2.5, stroke_style={"width": 2}, allow_interruptions=True)
     elif fig.kind == "hbars":
         cfg.update(x_labels=fig.labels)
-        cls = pygal.HorizontalBar
+        cls = _lean("HorizontalBar")
     else:
-        cls = pygal.DateTimeLine
+        cls = _lean("DateTimeLine")
         cfg.update(stroke=False, dots_size=4, x_value_formatter=lambda d: d.strftime("%m-%d %H:%M"),
                    x_label_rotation=0, show_y_guides=False)
         if fig.categories:
@@ -127,19 +125,28 @@ def svg(fig: Figure) -> str:
 
 
 @functools.cache
-def _stacked_bar() -> type:
-    """pygal's StackedBar, giving each bar the `node` attributes of its value as Bar does (its
-    own drawing function skips them)."""
+def _lean(name: str) -> type:
+    """pygal's chart class `name`, less the <desc> nodes (value, x, y, label) it writes on every
+    mark for its tooltip script, which the page does not load: a third of the SVG's bytes and a
+    fifth of its drawing time on a 1,240-point chart. The <title> stays. StackedBar also gives each
+    bar the `node` attributes of its value, as Bar does (its own drawing function skips them)."""
     import pygal
     from pygal.util import alter
 
-    class StackedBar(pygal.StackedBar):  # type: ignore[misc]
-        def _bar(self, serie: Any, parent: Any, x: Any, y: Any, i: int, zero: Any, secondary: bool = False) -> Any:
-            out = super()._bar(serie, parent, x, y, i, zero, secondary)
+    base = getattr(pygal, name)
+
+    def _tooltip_data(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    attrs: dict[str, Any] = {"_tooltip_data": _tooltip_data}
+    if name == "StackedBar":
+        def _bar(self: Any, serie: Any, parent: Any, x: Any, y: Any, i: int, zero: Any, secondary: bool = False) -> Any:
+            out = base._bar(self, serie, parent, x, y, i, zero, secondary)
             alter(parent[-1], serie.metadata.get(i))  # the rect just drawn
             return out
 
-    return StackedBar
+        attrs["_bar"] = _bar
+    return type(name, (base,), attrs)
 
 
 def _drop_scripts(root: Any) -> Any:

@@ -240,8 +240,11 @@ def story(run: Run, story_id: str, f: Filters | None = None) -> Page:
     page = Page("stories", f"Story: {h['title'] or story_id}", None)
     page.facts = [("story", story_id), ("first outlet", h["first_outlet"]), ("first seen", h["first_seen_at"]),
                   ("wire agency", h["wire"] or "none credited")]
-    members, matches, alerts, notes = _tables(run, q.story_members(story_id, since), q.story_matches(story_id, since),
-                                              q.story_alerts(story_id, since), q.story_notifications(story_id, since))
+    members, matches, alerts = _tables(run, q.story_members(story_id, since), q.story_matches(story_id, since),
+                                       q.story_alerts(story_id, since))
+    si, ri = alerts.cols.index("status"), alerts.cols.index("receipt")
+    digests = sorted({str(r[ri]) for r in alerts.rows if r[si] == "folded" and r[ri]})
+    notes = _table(run, q.story_notifications(story_id, since, digests))
     page.facts.append(("appearances", len(members.rows)))
     page.facts.append(("outlets", len({r[1] for r in members.rows})))
     # Outlets in the order they first carried it, the first at the top.
