@@ -64,38 +64,44 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # for a table with inlined rows (the small, often-written alert tables) that costs more than
 # running the query. At 1M articles, load ~8, median page times without it against with it
 # (queries only): overview 189/264 ms, stories 310/406, topics 309/397, feeds 255/477, story
-# 358/475. Skipping join ordering as well was slower on the stories and topics pages. The pass
-# only finds plans; results are the same without it.
+# 358/475. Skipping join ordering as well was slower on the stories and topics pages, but on the
+# queries of the small alert and dead-letter tables (Query.small_tables) it cost 85-95 ms of a
+# 130-210 ms query: those run on readers that skip it too. The passes only find plans; results
+# are the same without them.
 SKIPPED_OPTIMIZERS = ("statistics_propagation",)
+SKIPPED_FOR_SMALL_TABLES = ("statistics_propagation", "join_order")
 
 
 class Readers:
     """A pool of read-only Stores: a request borrows one (opening a new one only when all are
     busy) and gives it back, so sequential requests reuse one handle and parallel ones get their
-    own."""
+    own. Two kinds of handle: one planning as `skip` says, one as `skip_small` (for queries of
+    small tables, Query.small_tables)."""
 
-    def __init__(self, data_dir: Path, disabled_optimizers: tuple[str, ...] = SKIPPED_OPTIMIZERS) -> None:
+    def __init__(self, data_dir: Path, skip: tuple[str, ...] = SKIPPED_OPTIMIZERS,
+                 skip_small: tuple[str, ...] = SKIPPED_FOR_SMALL_TABLES) -> None:
         self.data_dir = data_dir
-        self.disabled_optimizers = disabled_optimizers
-        self._idle: list[Any] = []
+        self.skip = {False: skip, True: skip_small}
+        self._idle: dict[bool, list[Any]] = {False: [], True: []}
         self._all: list[Any] = []
         self._lock = threading.Lock()
         self._pool: Any = None
 
     def run(self, query: Query) -> tuple[list[str], list[tuple[Any, ...]]]:
+        kind = query.small_tables
         with self._lock:
-            store = self._idle.pop() if self._idle else None
+            store = self._idle[kind].pop() if self._idle[kind] else None
         if store is None:
             from pipeline.store import Store
 
-            store = Store.open(self.data_dir, read_only=True, disabled_optimizers=self.disabled_optimizers)
+            store = Store.open(self.data_dir, read_only=True, disabled_optimizers=self.skip[kind])
             with self._lock:
                 self._all.append(store)
         try:
             return store.query(query.sql, query.params)
         finally:
             with self._lock:
-                self._idle.append(store)
+                self._idle[kind].append(store)
 
     __call__ = run
 
@@ -120,7 +126,8 @@ class Readers:
             for s in self._all:
                 s.close()
             self._all.clear()
-            self._idle.clear()
+            for idle in self._idle.values():
+                idle.clear()
 
 
 def create_app(data_dir: Path, *, token: str | None = None, basic: tuple[str, str] | None = None,

@@ -76,6 +76,10 @@ class Query:
     title: str
     sql: str
     params: list[Any] = field(default_factory=list)
+    # Reads only small, often-written tables (the alert and dead-letter logs, whose rows DuckLake
+    # keeps inlined in its catalog): run without join ordering (app.Readers), whose cardinality
+    # estimates read their statistics from the catalog and cost more than the query.
+    small_tables: bool = False
 
     @property
     def display_sql(self) -> str:
@@ -252,6 +256,7 @@ LEFT JOIN (SELECT * FROM alert_deliveries WHERE attempted_at >= ?) d USING (aler
 WHERE o.story_id = ? AND o.created_at >= ?
 ORDER BY o.created_at, o.topic, d.attempted_at""",
         [since, story_id, since],
+        small_tables=True,
     )
 
 
@@ -271,6 +276,7 @@ FROM alert_notifications
 WHERE noted_at >= ? AND {f"(story_id = ? OR notification_id IN ({marks}))" if digests else "story_id = ?"}
 ORDER BY noted_at, notification_id, status""",
         [since, story_id, *digests],
+        small_tables=True,
     )
 
 
@@ -373,6 +379,7 @@ WHERE created_at >= ? AND created_at < ?
 ORDER BY created_at DESC
 LIMIT 100""",
         [f.ts_from, f.ts_to],
+        small_tables=True,
     )
 
 
