@@ -311,15 +311,20 @@ def _clause(e: dict[str, Any]) -> str:
 
 
 def topics(run: Run, f: Filters) -> Page:
-    ids = _topics(run, f)
-    if not f.topic and ids:
+    ids: list[str] | None = None
+    if not f.topic:  # the first topic; with one named, the list for the filter is read beside its queries
+        ids = _topics(run, f)
+        if not ids:
+            page = Page("topics", "Topics", f, topics=[])
+            page.note = "No topic has matches in this range."
+            return page
         f = Filters(f.start, f.end, ids[0], f.limit)
-    page = Page("topics", f"Topic: {f.topic}" if f.topic else "Topics", f, topics=ids)
-    if not f.topic:
-        page.note = "No topic has matches in this range."
-        return page
-    trend, levels, outlets, back = _tables(run, q.topic_trend(f), q.topic_levels(f), q.topic_outlets(f),
-                                           q.topic_backtest(f))
+    tables = _tables(run, *([] if ids is not None else [q.topic_ids(f)]), q.topic_trend(f), q.topic_levels(f),
+                     q.topic_outlets(f), q.topic_backtest(f))
+    if ids is None:
+        ids = [r[0] for r in tables.pop(0).rows]
+    trend, levels, outlets, back = tables
+    page = Page("topics", f"Topic: {f.topic}", f, topics=ids)
     days = _days(f)
     page.blocks.append(Chart(
         "trend", "Trend: matching articles and distinct stories per day", trend.query,
