@@ -13,7 +13,9 @@ server, so every chart is on screen by then) is measured too, cold (empty
 browser caches) and warm (after every page was shown once), and the warm first contentful paint. The pages use the
 default filters (the last 30 days; a topic page for one topic); a story page for the top story.
 Printed: milliseconds per page and size, and the large/small ratio (1.0: the page costs the same
-whatever the store holds).
+whatever the store holds). `*_cpu`: the CPU time this process (the server, its DuckDB threads and
+the HTTP client) spent on one request, median: what a page costs whatever else the machine runs,
+where the wall times above grow with the load of a shared machine.
 """
 
 from __future__ import annotations
@@ -74,12 +76,14 @@ def measure_http(url: str, paths: dict[str, str], repeat: int) -> dict[str, floa
             r = c.get(url + p)
             r.raise_for_status()
             out[f"{name}_first"] = (time.perf_counter() - t) * 1000
-            times = []
+            times, cpu = [], []
             for _ in range(repeat):
-                t = time.perf_counter()
+                t, tc = time.perf_counter(), time.process_time()
                 c.get(url + p).raise_for_status()
                 times.append((time.perf_counter() - t) * 1000)
+                cpu.append((time.process_time() - tc) * 1000)
             out[name] = statistics.median(times)
+            out[f"{name}_cpu"] = statistics.median(cpu)
     return out
 
 

@@ -6,8 +6,8 @@ static site by `newsmon report`.
     pages.py     the pages (overview, stories, story, topics, feeds): run the queries, shape the
                  charts (charts.Figure specs)
     charts.py    draws a chart as inline SVG on the server (pygal): no chart script in the browser
-    templating.py  the Jinja template every page renders through
-    app.py       the Flask app: routes, access control, the served assets (the style sheet)
+    templating.py  the Jinja template every page renders through (templates/, the style sheet inline)
+    app.py       the Flask app: routes, access control
     serve.py     `newsmon dashboard`: a waitress server on loopback by default
     report.py    `newsmon report --out DIR`: the same pages as files
     cli.py       the commands

@@ -1,4 +1,4 @@
-"""The Flask app of `newsmon dashboard`: pages, CSV downloads, assets, access control.
+"""The Flask app of `newsmon dashboard`: pages, CSV downloads, access control.
 
 Flask because the pages are server-rendered HTML over synchronous DuckDB reads: a WSGI app
 with Jinja templates is the whole need, and Flask is the most used, best kept one (Pallets).
@@ -11,8 +11,6 @@ they run side by side, beside the daemon, and see every batch it has committed.
 from __future__ import annotations
 
 import base64
-import functools
-import hashlib
 import hmac
 import threading
 from collections.abc import Callable
@@ -26,37 +24,10 @@ from pipeline.dashboard.pages import Links, NotFound
 from pipeline.dashboard.queries import Filters, Query
 from pipeline.dashboard.templating import render, render_error
 
-STATIC = Path(__file__).resolve().parent / "static"
-ASSET_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-# The pages run no script: charts are SVG drawn on the server (charts.py), whose <style> is inline.
-CSP = ("default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-
-
-def asset_path(name: str) -> Path | None:
-    p = STATIC / name
-    return p if name in {x.name for x in STATIC.iterdir()} else None
-
-
-def asset_version(name: str) -> str:
-    """A short hash of the asset's bytes: the `?v=` of its URL, so a changed file gets a new URL
-    and the old one can be cached for good."""
-    p = asset_path(name)
-    if p is None:
-        return ""
-    st = p.stat()
-    return _hash_file(str(p), st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=32)
-def _hash_file(path: str, _mtime_ns: int, _size: int) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-
-
-# An asset asked for by its current version never changes: the browser keeps it a year without
-# asking again, so a page after the first one does not even revalidate the style sheet. Without
-# the version (or an old one): revalidated each time.
-IMMUTABLE = "public, max-age=31536000, immutable"
+# The pages run no script and load nothing: charts are SVG drawn on the server (charts.py) and
+# the style sheet is in the page, so the CSP allows inline styles and nothing else.
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
 # A DuckDB optimizer pass the dashboard's readers skip. On a DuckLake store, statistics
@@ -215,15 +186,6 @@ def create_app(data_dir: Path, *, token: str | None = None, basic: tuple[str, st
         stem = f"story-{story_id}" if story_id else name
         return Response(t.csv(), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{stem}-{table}.csv"'})
-
-    @app.get("/assets/<name>")
-    def asset(name: str) -> Response:
-        p = asset_path(name)
-        if p is None:
-            abort(404)
-        current = request.args.get("v") == asset_version(name)
-        return Response(p.read_bytes(), mimetype=ASSET_TYPES.get(p.suffix, "application/octet-stream"),
-                        headers={"Cache-Control": IMMUTABLE if current else "no-cache"})
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -87,7 +87,7 @@ class Page:
 
 
 class Links:
-    """Where a page, a CSV or an asset lives: on the server (query strings) or in a static site
+    """Where a page or a CSV lives: on the server (query strings) or in a static site
     (one file per page)."""
 
     def __init__(self, static: bool = False) -> None:
@@ -113,13 +113,6 @@ class Links:
         base = f"/csv/story/{quote(story_id, safe='')}/{table}.csv" if story_id else f"/csv/{page.name}/{table}.csv"
         args = page.filters.args() if page.filters else {}
         return base + (f"?{urlencode(args)}" if args else "")
-
-    def asset(self, name: str) -> str:
-        if self.static:
-            return f"assets/{name}"
-        from pipeline.dashboard.app import asset_version  # the app imports this module
-
-        return f"/assets/{name}?v={asset_version(name)}"
 
 
 def _safe(s: str) -> str:
