@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 HEAVY = ("pipeline.topics", "pipeline.store", "pipeline.stories", "wordfreq", "apache_beam", "trafilatura",
-         "numpy", "duckdb", "flask", "plotly")
+         "numpy", "duckdb", "flask", "pygal")
 
 PROBE = """
 import json, sys

@@ -17,7 +17,7 @@ def register(sub, common) -> None:
     p.add_argument("--port", type=int, help="port (default: dashboard.port, 8050; 0 picks a free one)")
     p.set_defaults(func=cmd_dashboard)
 
-    p = sub.add_parser("report", help="write the dashboard's pages as a static site (HTML, CSV, assets)")
+    p = sub.add_parser("report", help="write the dashboard's pages as a static site (HTML, CSV)")
     common(p)
     p.add_argument("--out", required=True, metavar="DIR", help="the site's folder (replaced when it exists)")
     p.add_argument("--from", dest="start", metavar="DATE", help="first day (default: 30 days before --to)")

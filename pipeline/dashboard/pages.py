@@ -1,6 +1,6 @@
 """The pages: each runs its queries (queries.py) on a reader and returns blocks to render.
 
-A block is a chart (a plotly.js figure, drawn by the browser from the JSON in the page) or a
+A block is a chart (a charts.Figure, drawn on the server as SVG and inlined in the page) or a
 table; each carries the query it came from, shown under it, and a table downloads as CSV. The
 same functions serve the live dashboard (app.py) and the static report (report.py); only the
 links differ (`Links`).
@@ -19,12 +19,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from pipeline.dashboard import queries as q
+from pipeline.dashboard.charts import PALETTE, Figure, Series
 from pipeline.dashboard.queries import Filters, Query
 
 PAGES = (("overview", "Overview"), ("stories", "Stories"), ("topics", "Topics"), ("feeds", "Feeds and pipeline"))
 
-# plotly's default qualitative colours, so charts look as plotly users expect
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+# the most topics a per-topic chart draws: one per colour of the palette
+TOPIC_LINES = len(PALETTE)
 
 Run = Callable[[Query], tuple[list[str], list[tuple[Any, ...]]]]
 
@@ -56,13 +57,15 @@ class Chart:
     name: str
     title: str
     query: Query
-    figure: dict[str, Any]
+    figure: Figure
     table: Table  # the numbers behind it, downloadable as CSV
     kind: str = "chart"
 
     @property
-    def figure_json(self) -> str:
-        return json.dumps(self.figure, default=_json_default, separators=(",", ":")).replace("</", "<\\/")
+    def svg(self) -> str:
+        from pipeline.dashboard.charts import svg
+
+        return svg(self.figure)
 
 
 @dataclass
@@ -84,7 +87,7 @@ class Page:
 
 
 class Links:
-    """Where a page, a CSV or an asset lives: on the server (query strings) or in a static site
+    """Where a page or a CSV lives: on the server (query strings) or in a static site
     (one file per page)."""
 
     def __init__(self, static: bool = False) -> None:
@@ -111,24 +114,9 @@ class Links:
         args = page.filters.args() if page.filters else {}
         return base + (f"?{urlencode(args)}" if args else "")
 
-    def asset(self, name: str) -> str:
-        if self.static:
-            return f"assets/{name}"
-        from pipeline.dashboard.app import asset_version  # the app imports this module
-
-        return f"/assets/{name}?v={asset_version(name)}"
-
 
 def _safe(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, datetime | date):
-        return v.isoformat()
-    if hasattr(v, "__float__"):
-        return float(v)
-    return str(v)
 
 
 def _table(run: Run, query: Query, name: str | None = None) -> Table:
@@ -136,27 +124,11 @@ def _table(run: Run, query: Query, name: str | None = None) -> Table:
     return Table(name or query.name, query.title, query, cols, rows)
 
 
-def _day_axis(f: Filters) -> dict[str, Any]:
-    lo = datetime.combine(f.start, datetime.min.time()) - timedelta(hours=12)
-    hi = datetime.combine(f.end, datetime.min.time()) + timedelta(hours=12)
-    return {"type": "date", "range": [lo.isoformat(), hi.isoformat()]}
-
-
 def _tables(run: Run, *queries: Query) -> list[Table]:
     """Several independent queries: side by side when the runner can (app.Readers.many)."""
     many = getattr(run, "many", None)
     results = many(list(queries)) if many else [run(x) for x in queries]
     return [Table(x.name, x.title, x, cols, rows) for x, (cols, rows) in zip(queries, results, strict=True)]
-
-
-def _layout(title: str = "", **extra: Any) -> dict[str, Any]:
-    lay = {"margin": {"l": 50, "r": 20, "t": 30, "b": 60}, "height": 320,
-           "legend": {"orientation": "h", "y": -0.22},
-           "hovermode": "x unified"}
-    if title:
-        lay["yaxis"] = {"title": {"text": title}}
-    lay.update(extra)
-    return lay
 
 
 def _series(t: Table, key: str, x: str, y: str) -> dict[str, tuple[list[Any], list[Any]]]:
@@ -175,12 +147,12 @@ def _days(f: Filters) -> list[date]:
     return [f.start + timedelta(days=i) for i in range((f.end - f.start).days + 1)]
 
 
-def _lines(t: Table, key: str, x: str, ys: list[tuple[str, str, str]], *, bar: bool = False,
-           days: list[date] | None = None, fill: Any = 0) -> list[dict[str, Any]]:
-    """Traces: per series of `key`, one per (column, label suffix, dash) in ys. With `days`, every
+def _lines(t: Table, key: str, x: str, ys: list[tuple[str, str, str]], *,
+           days: list[date] | None = None, fill: Any = 0) -> list[Series]:
+    """Series: per value of `key`, one per (column, label suffix, dash) in ys. With `days`, every
     day of the range is a point: `fill` (0, or None for a ratio) where the store has no row, so
     a line never bridges days without articles."""
-    traces = []
+    out = []
     names = sorted({str(r[t.cols.index(key)]) for r in t.rows}) if key else [""]
     for j, (y, suffix, dash) in enumerate(ys):
         for name, (xs, vals) in sorted(_series(t, key, x, y).items()):
@@ -188,17 +160,15 @@ def _lines(t: Table, key: str, x: str, ys: list[tuple[str, str, str]], *, bar: b
                 have = dict(zip(xs, vals, strict=True))
                 xs, vals = list(days), [have.get(d, fill) for d in days]
             label = " ".join(p for p in (name, suffix) if p)
-            tr: dict[str, Any] = {"x": xs, "y": vals, "name": label, "meta": {"series": name, "column": y}}
             # One colour per series (a topic's stories and copies alike, told apart by the dash);
             # a single series takes one colour per column instead.
             color = PALETTE[(names.index(name) if key else j) % len(PALETTE)]
-            if bar:
-                tr.update(type="bar", marker={"color": color})
-            else:
-                tr.update(type="scatter", mode="lines+markers", line={"dash": dash, "color": color},
-                          marker={"color": color, "size": 5})
-            traces.append(tr)
-    return traces
+            out.append(Series(label, name, y, xs, vals, color, dash))
+    return out
+
+
+def _by_day(f: Filters, kind: str, series: list[Series], **kw: Any) -> Figure:
+    return Figure(kind, series, labels=[d.isoformat() for d in _days(f)], **kw)
 
 
 # --- pages -----------------------------------------------------------------------------------------
@@ -208,27 +178,46 @@ def overview(run: Run, f: Filters) -> Page:
     ids, per_topic, overall, totals = _tables(run, q.topic_ids(f), q.overview_topics(f), q.overview_all(f),
                                               q.overview_totals(f))
     page = Page("overview", "Overview", f, topics=[r[0] for r in ids.rows])
-    days, axis = _days(f), _day_axis(f)
+    days = _days(f)
+    drawn, of = _top_topics(per_topic)
     page.blocks.append(Chart(
-        "stories_vs_copies", "Unique stories against all copies per day, per topic", per_topic.query,
-        {"data": _lines(per_topic, "topic", "day", [("unique_stories", "stories", "solid"), ("copies", "copies", "dot")],
-                         days=days),
-         "layout": _layout("per day", xaxis=axis)}, per_topic))
+        "stories_vs_copies", "Unique stories against all copies per day, per topic" + of, per_topic.query,
+        _by_day(f, "lines", _lines(drawn, "topic", "day", [("unique_stories", "stories", "solid"),
+                                                                ("copies", "copies", "dot")], days=days),
+                y_title="per day"), per_topic))
     page.blocks.append(Chart(
         "all_stories", "All articles: unique stories against all copies per day", overall.query,
-        {"data": _lines(overall, "", "day", [("unique_stories", "unique stories", "solid"), ("copies", "all copies", "dot")],
-                         days=days),
-         "layout": _layout("per day", xaxis=axis)}, overall))
+        _by_day(f, "lines", _lines(overall, "", "day", [("unique_stories", "unique stories", "solid"),
+                                                         ("copies", "all copies", "dot")], days=days),
+                y_title="per day"), overall))
     page.blocks.append(Chart(
-        "wire_share", "Wire share per day (articles crediting a wire agency)", per_topic.query,
-        {"data": _lines(per_topic, "topic", "day", [("wire_share", "", "solid")], days=days, fill=None),
-         "layout": _layout("share", xaxis=axis, yaxis={"tickformat": ".0%", "rangemode": "tozero"})}, per_topic))
+        "wire_share", "Wire share per day (articles crediting a wire agency)" + of, per_topic.query,
+        _by_day(f, "lines", _lines(drawn, "topic", "day", [("wire_share", "", "solid")], days=days, fill=None),
+                y_title="share", percent=True), per_topic))
     page.blocks.append(Chart(
-        "alerts", "Alerts per day (new topic x story pairs)", per_topic.query,
-        {"data": _lines(per_topic, "topic", "day", [("alerts", "", "solid")], bar=True, days=days),
-         "layout": _layout("alerts", barmode="stack", xaxis=axis)}, per_topic))
+        "alerts", "Alerts per day (new topic x story pairs)" + of, per_topic.query,
+        _by_day(f, "bars", _lines(drawn, "topic", "day", [("alerts", "", "solid")], days=days),
+                y_title="alerts", stack=True), per_topic))
     page.blocks.append(totals)
     return page
+
+
+def _top_topics(t: Table) -> tuple[Table, str]:
+    """The rows of the TOPIC_LINES topics with the most copies in the range, for the per-topic
+    charts, and a title suffix that says so when some are left out. More lines than colours is
+    not a chart one can read, and each drawn point costs the server ~0.15 ms (pygal): 20 topics
+    are 2,500 points on the overview. The CSV under each chart, the table and the topic filter
+    still have every topic."""
+    ti, ci = t.cols.index("topic"), t.cols.index("copies")
+    copies: dict[str, int] = defaultdict(int)
+    for r in t.rows:
+        copies[str(r[ti])] += r[ci] or 0
+    if len(copies) <= TOPIC_LINES:
+        return t, ""
+    keep = set(sorted(copies, key=lambda k: (-copies[k], k))[:TOPIC_LINES])
+    rows = [r for r in t.rows if str(r[ti]) in keep]
+    return (Table(t.name, t.title, t.query, t.cols, rows),
+            f" (the {TOPIC_LINES} of {len(copies)} topics with the most copies; the CSV has all)")
 
 
 def stories(run: Run, f: Filters) -> Page:
@@ -238,23 +227,22 @@ def stories(run: Run, f: Filters) -> Page:
     members = _table(run, q.spread(ids, f.ts_from))
     titles = {r[0]: (r[1] or r[0])[:60] for r in top.rows}
     order = {sid: i for i, sid in enumerate(ids)}
-    traces = []
-    by_link: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"x": [], "y": [], "text": []})
+    # The first story at the top: its category is the highest index.
+    by_link: dict[str, Series] = {}
     for sid, outlet, link, score, seen_at, _url in members.rows:
-        t = by_link[link or "?"]
-        t["x"].append(seen_at)
-        t["y"].append(f"{order[sid] + 1}. {titles[sid]}")
-        t["text"].append(f"{outlet} ({link}, {score if score is not None else '-'})")
-    for link, t in sorted(by_link.items()):
-        traces.append({"type": "scatter", "mode": "markers", "name": link, "x": t["x"], "y": t["y"],
-                       "text": t["text"], "hovertemplate": "%{text}<br>%{x}<extra></extra>", "marker": {"size": 9}})
-    y_order = [f"{i + 1}. {titles[s]}" for i, s in enumerate(ids)]
+        k = link or "?"
+        s = by_link.setdefault(k, Series(k, k, "story", [], [], text=[]))
+        s.x.append(seen_at)
+        s.y.append(len(ids) - 1 - order[sid])
+        s.text.append(f"{outlet} ({link}, {score if score is not None else '-'})")  # type: ignore[union-attr]
+    series = [s for _, s in sorted(by_link.items())]
+    for i, s in enumerate(series):
+        s.color = PALETTE[i % len(PALETTE)]
+    cats = [f"{i + 1}. {titles[s]}" for i, s in enumerate(ids)][::-1]
     page.blocks.append(top)
     page.blocks.append(Chart(
         "spread", "Spread: which outlets carried each story, when, and as what link", members.query,
-        {"data": traces, "layout": _layout(height=max(320, 28 * len(ids) + 80), hovermode="closest",
-                                            yaxis={"categoryorder": "array", "categoryarray": y_order[::-1],
-                                                   "automargin": True})}, members))
+        Figure("points", series, categories=cats, height=max(320, 28 * len(ids) + 80)), members))
     return page
 
 
@@ -267,19 +255,30 @@ def story(run: Run, story_id: str, f: Filters | None = None) -> Page:
     page = Page("stories", f"Story: {h['title'] or story_id}", None)
     page.facts = [("story", story_id), ("first outlet", h["first_outlet"]), ("first seen", h["first_seen_at"]),
                   ("wire agency", h["wire"] or "none credited")]
-    members, matches, alerts, notes = _tables(run, q.story_members(story_id, since), q.story_matches(story_id, since),
-                                              q.story_alerts(story_id, since), q.story_notifications(story_id, since))
+    members, matches, alerts = _tables(run, q.story_members(story_id, since), q.story_matches(story_id, since),
+                                       q.story_alerts(story_id, since))
+    si, ri = alerts.cols.index("status"), alerts.cols.index("receipt")
+    digests = sorted({str(r[ri]) for r in alerts.rows if r[si] == "folded" and r[ri]})
+    notes = _table(run, q.story_notifications(story_id, since, digests))
     page.facts.append(("appearances", len(members.rows)))
     page.facts.append(("outlets", len({r[1] for r in members.rows})))
-    by_link: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"x": [], "y": []})
+    # Outlets in the order they first carried it, the first at the top.
+    outlets = list(dict.fromkeys(str(r[1]) for r in members.rows))
+    at = {o: len(outlets) - 1 - i for i, o in enumerate(outlets)}
+    by_link: dict[str, Series] = {}
     for r in members.rows:
-        by_link[r[3] or "?"]["x"].append(r[0])
-        by_link[r[3] or "?"]["y"].append(r[1])
+        k = r[3] or "?"
+        s = by_link.setdefault(k, Series(k, k, "outlet", [], [], text=[]))
+        s.x.append(r[0])
+        s.y.append(at[str(r[1])])
+        s.text.append(f"{k}, score {r[4] if r[4] is not None else '-'}")  # type: ignore[union-attr]
+    series = [s for _, s in sorted(by_link.items())]
+    for i, s in enumerate(series):
+        s.color = PALETTE[i % len(PALETTE)]
     page.blocks.append(Chart(
         "timeline", "Spread timeline: outlet by time, coloured by link type", members.query,
-        {"data": [{"type": "scatter", "mode": "markers", "name": k, "marker": {"size": 10}, **v}
-                  for k, v in sorted(by_link.items())],
-         "layout": _layout(hovermode="closest", yaxis={"automargin": True})}, members))
+        Figure("points", series, categories=outlets[::-1], height=max(320, min(18 * len(outlets) + 90, 2000))),
+        members))
     page.blocks.append(members)
     # The evidence JSON spelled out: clause (or exemplar), the words matched, the zone.
     ei = matches.cols.index("evidence")
@@ -305,36 +304,41 @@ def _clause(e: dict[str, Any]) -> str:
 
 
 def topics(run: Run, f: Filters) -> Page:
-    ids = _topics(run, f)
-    if not f.topic and ids:
+    ids: list[str] | None = None
+    if not f.topic:  # the first topic; with one named, the list for the filter is read beside its queries
+        ids = _topics(run, f)
+        if not ids:
+            page = Page("topics", "Topics", f, topics=[])
+            page.note = "No topic has matches in this range."
+            return page
         f = Filters(f.start, f.end, ids[0], f.limit)
-    page = Page("topics", f"Topic: {f.topic}" if f.topic else "Topics", f, topics=ids)
-    if not f.topic:
-        page.note = "No topic has matches in this range."
-        return page
-    trend, levels, outlets, back = _tables(run, q.topic_trend(f), q.topic_levels(f), q.topic_outlets(f),
-                                           q.topic_backtest(f))
-    days, axis = _days(f), _day_axis(f)
+    tables = _tables(run, *([] if ids is not None else [q.topic_ids(f)]), q.topic_trend(f), q.topic_levels(f),
+                     q.topic_outlets(f), q.topic_backtest(f))
+    if ids is None:
+        ids = [r[0] for r in tables.pop(0).rows]
+    trend, levels, outlets, back = tables
+    page = Page("topics", f"Topic: {f.topic}", f, topics=ids)
+    days = _days(f)
     page.blocks.append(Chart(
         "trend", "Trend: matching articles and distinct stories per day", trend.query,
-        {"data": _lines(trend, "", "day", [("articles", "articles", "dot"), ("stories", "stories", "solid"),
-                                           ("outlets", "outlets", "dash")], days=days),
-         "layout": _layout("per day", xaxis=axis)}, trend))
+        _by_day(f, "lines", _lines(trend, "", "day", [("articles", "articles", "dot"), ("stories", "stories", "solid"),
+                                                      ("outlets", "outlets", "dash")], days=days),
+                y_title="per day"), trend))
     page.blocks.append(Chart(
         "matches_per_day", "Matches per day by level", levels.query,
-        {"data": _lines(levels, "level", "day", [("matches", "", "solid")], bar=True, days=days),
-         "layout": _layout("matches", barmode="stack", xaxis=axis)}, levels))
+        _by_day(f, "bars", _lines(levels, "level", "day", [("matches", "", "solid")], days=days),
+                y_title="matches", stack=True), levels))
+    names = [str(r[0]) for r in outlets.rows]
     page.blocks.append(Chart(
         "outlets", "Top outlets", outlets.query,
-        {"data": [{"type": "bar", "orientation": "h", "name": "matches",
-                   "x": [r[1] for r in outlets.rows][::-1], "y": [str(r[0]) for r in outlets.rows][::-1]}],
-         "layout": _layout(hovermode="closest", yaxis={"automargin": True})}, outlets))
+        Figure("hbars", [Series("matches", "matches", outlets.cols[1], names[::-1], [r[1] for r in outlets.rows][::-1])],
+               labels=names[::-1], height=max(320, 22 * len(names) + 80)), outlets))
     page.blocks.append(Chart(
         "backtest", "Backtest: what the current definition would have alerted (backfill, never sent) against alerts sent",
         back.query,
-        {"data": _lines(back, "", "day", [("alerts_sent", "alerts sent", "solid"), ("would_alert", "would alert", "solid")],
-                        bar=True, days=days),
-         "layout": _layout("stories", barmode="group", xaxis=axis)}, back))
+        _by_day(f, "bars", _lines(back, "", "day", [("alerts_sent", "alerts sent", "solid"),
+                                                    ("would_alert", "would alert", "solid")], days=days),
+                y_title="stories"), back))
     if not back.rows or not any(r[2] or r[3] for r in back.rows):
         page.note = (f"No backfill recorded for {f.topic} in this range: after changing the topic, run "
                      f"`newsmon rematch --topic {f.topic} --since 30d` to fill the backtest view (nothing is sent).")
@@ -352,14 +356,14 @@ def feeds(run: Run, f: Filters, now: datetime | None = None) -> Page:
     page.blocks.append(status)
     page.blocks.append(Chart(
         "dispositions", "Items by disposition per day", disp.query,
-        {"data": _lines(disp, "disposition", "day", [("items", "", "solid")], bar=True, days=_days(f)),
-         "layout": _layout("items", barmode="stack", xaxis=_day_axis(f))}, disp))
+        _by_day(f, "bars", _lines(disp, "disposition", "day", [("items", "", "solid")], days=_days(f)),
+                y_title="items", stack=True), disp))
     page.blocks.append(dead)
     page.blocks.append(Chart(
         "batch_durations", "Batch durations", b.query,
-        {"data": [{"type": "scatter", "mode": "markers", "name": "seconds", "x": [r[0] for r in b.rows],
-                   "y": [r[6] for r in b.rows], "text": [f"{r[3]} items, {r[4]} stored" for r in b.rows]}],
-         "layout": _layout("seconds", hovermode="closest")}, b))
+        Figure("points", [Series("seconds", "seconds", "duration_seconds", [r[0] for r in b.rows],
+                                 [r[6] for r in b.rows], text=[f"{r[3]} items, {r[4]} stored" for r in b.rows])],
+               y_title="seconds"), b))
     return page
 
 

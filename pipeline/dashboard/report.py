@@ -3,7 +3,7 @@
 The same page functions and template as the live dashboard, with links between files instead
 of query strings: index.html (overview), stories.html, one story-<id>.html per top story,
 topics.html and topics-<id>.html per topic, feeds.html; every table as csv/<page>-<table>.csv;
-plotly.js and the style sheet under assets/. Opens in a browser from the file system, offline.
+each page whole in its file (charts inline as SVG, the style sheet inline, no script). Opens in a browser from the file system, offline.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dashboard import pages
-from pipeline.dashboard.app import STATIC, Readers, plotly_js
+from pipeline.dashboard.app import Readers
 from pipeline.dashboard.pages import Links, Page
 from pipeline.dashboard.queries import Filters
 from pipeline.dashboard.templating import render
@@ -47,10 +47,6 @@ def write_report(data_dir: Path, out: Path, f: Filters, *, progress: Any = None)
 
     try:
         (tmp / "csv").mkdir()
-        (tmp / "assets").mkdir()
-        shutil.copyfile(plotly_js(), tmp / "assets" / "plotly.min.js")
-        for p in STATIC.iterdir():
-            shutil.copyfile(p, tmp / "assets" / p.name)
         emit(pages.overview(readers, f))
         st = pages.stories(readers, f)
         emit(st)

@@ -125,9 +125,10 @@ class Store:
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, data_dir: Path, read_only: bool, lock: WriterLock | None = None,
-        location: StoreLocation | None = None,
+        location: StoreLocation | None = None, disabled_optimizers: Sequence[str] = (),
     ) -> None:
         self._con = con
+        self._disabled_optimizers = tuple(disabled_optimizers)
         self.location = location or StoreLocation()  # where the catalog and files are (connection.py)
         self._writer_lock = lock  # held by the one writer of this data directory (see store/lock.py)
         self._lock = threading.RLock()
@@ -141,8 +142,10 @@ class Store:
     # -- lifecycle ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, data_dir: str | Path, *, read_only: bool = False, location: StoreLocation | None = None) -> Store:
-        """`location` None: NEWSMON_STORE_CATALOG / NEWSMON_STORE_DATA_PATH, else in `data_dir`."""
+    def open(cls, data_dir: str | Path, *, read_only: bool = False, location: StoreLocation | None = None,
+             disabled_optimizers: Sequence[str] = ()) -> Store:
+        """`location` None: NEWSMON_STORE_CATALOG / NEWSMON_STORE_DATA_PATH, else in `data_dir`.
+        `disabled_optimizers` (readers only): DuckDB optimizer passes to skip (connection.connect)."""
         data_dir = Path(data_dir)
         location = StoreLocation.from_env() if location is None else location
         if read_only and not catalog_exists(data_dir, location):
@@ -153,7 +156,8 @@ class Store:
         if read_only:
             if location.embedded_catalog:
                 _recover_catalog(data_dir / "catalog.sqlite")
-            return cls(connect(data_dir, read_only=True, location=location), data_dir, True, location=location)
+            return cls(connect(data_dir, read_only=True, location=location, disabled_optimizers=disabled_optimizers),
+                       data_dir, True, location=location, disabled_optimizers=disabled_optimizers)
         # The writer lock comes first: a second daemon must stop before it touches anything.
         prepare_data_dir(data_dir)
         lock = WriterLock(data_dir)
@@ -260,7 +264,8 @@ class Store:
                 if not (self.read_only and "ducklake_inlined_data" in str(e)):
                     raise
                 self._con.close()
-                self._con = connect(self.data_dir, read_only=True, location=self.location)
+                self._con = connect(self.data_dir, read_only=True, location=self.location,
+                                    disabled_optimizers=self._disabled_optimizers)
                 return self._run(sql, params)
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> tuple[list[str], list[tuple[Any, ...]]]:

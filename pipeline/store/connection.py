@@ -26,7 +26,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -246,11 +246,13 @@ def catalog_exists(data_dir: Path, location: StoreLocation | None = None) -> boo
 
 def connect(
     data_dir: Path, *, read_only: bool = False, location: StoreLocation | None = None,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, disabled_optimizers: Sequence[str] = (),
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake attached as `lake` and selected as the default.
 
-    `location` None: from NEWSMON_STORE_CATALOG / NEWSMON_STORE_DATA_PATH, else the data directory."""
+    `location` None: from NEWSMON_STORE_CATALOG / NEWSMON_STORE_DATA_PATH, else the data directory.
+    `disabled_optimizers`: DuckDB optimizer passes this connection skips (set before a reader's
+    configuration is sealed); see pipeline/dashboard/app.py for why the dashboard skips two."""
     env = os.environ if env is None else env
     location = StoreLocation.from_env(env) if location is None else location
     problem = location.problem()
@@ -282,6 +284,8 @@ def connect(
         con.execute(f"ATTACH {_sql_str('ducklake:' + target)} AS lake ({', '.join(opts)})")
         con.execute("USE lake")
         con.execute("SET TimeZone = 'UTC'")
+        if disabled_optimizers:
+            con.execute(f"SET disabled_optimizers = {_sql_str(','.join(disabled_optimizers))}")
         if read_only:
             _seal(con, data_dir, location)
     except duckdb.Error as e:

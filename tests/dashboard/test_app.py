@@ -112,14 +112,12 @@ def test_every_table_downloads_as_csv_and_bad_filters_are_400(dashboard):
         assert r.status_code == 400 and "bad filter" in r.text
         assert c.get(dashboard.url + "story/no-such-story").status_code == 404
         assert c.get(dashboard.url + "assets/../app.py").status_code == 404
-        js = c.get(dashboard.url + "assets/plotly.min.js")
-        assert js.status_code == 200 and len(js.content) > 1_000_000
-        assert js.headers["cache-control"] == "no-cache"  # unversioned: revalidated
-        src = re.search(r'<script defer src="(/assets/plotly\.min\.js\?v=\w+)"', c.get(dashboard.url).text)
-        assert src, "the page loads a versioned, deferred plotly.js"
-        js = c.get(dashboard.url.rstrip("/") + src.group(1))
-        assert "immutable" in js.headers["cache-control"] and "max-age=31536000" in js.headers["cache-control"]
-        assert "immutable" not in c.get(dashboard.url + "assets/plotly.min.js?v=stale").headers["cache-control"]
+        # A page is whole: charts inline as SVG, the style sheet inline, no script, nothing to fetch.
+        r = c.get(dashboard.url)
+        assert "<svg" in r.text and "<style>" in r.text and "<script" not in r.text
+        assert not re.search(r'<link rel="stylesheet"|\ssrc="', r.text)
+        assert "script-src" not in r.headers["content-security-policy"]
+        assert "default-src 'none'" in r.headers["content-security-policy"]
 
 
 def test_report_links_resolve_to_files(world_store, tmp_path):

@@ -1,6 +1,10 @@
 """The dashboard in a real browser (headless Chromium): every page loads with no console error
 and no request leaving loopback, the charts show what the store holds, a filter changes them,
-tables download as CSV; a screenshot of each page is saved."""
+tables download as CSV; a screenshot of each page is saved.
+
+Charts are SVG drawn on the server (pipeline/dashboard/charts.py): each mark carries its series,
+column, x and y as data attributes and a hover <title>; the tests read those back from the DOM
+the browser built, so a chart that drew the wrong numbers (or none) fails them."""
 
 from __future__ import annotations
 
@@ -43,14 +47,25 @@ class Watched:
         resp = self.page.goto(url, wait_until="load")
         if not url.startswith("file:"):
             assert resp is not None and resp.status == 200, f"{url}: {resp and resp.status}"
-        if self.page.locator("div.plot").count():
-            self.page.wait_for_selector("body[data-charts-drawn=yes]")
-            self.page.wait_for_selector("div.plot .main-svg")
+        for div in self.page.locator("div.plot").all():
+            assert div.locator("svg").count() == 1 and div.locator("svg").bounding_box()["height"] > 100
 
     def traces(self, chart: str) -> list[dict]:
-        return self.page.evaluate(
-            "(id) => document.getElementById(id).data.map(t => ({name: t.name, meta: t.meta || null, x: t.x, y: t.y}))",
-            f"chart-{chart}")
+        """The marks of a chart grouped by (series, column): x, y (a number where it is one) and
+        the hover titles, as drawn."""
+        return self.page.evaluate("""(id) => {
+            const out = new Map();
+            for (const e of document.querySelectorAll(`#${id} svg [data-series]`)) {
+                const k = e.dataset.series + "\u0000" + e.dataset.column;
+                if (!out.has(k)) out.set(k, {series: e.dataset.series, column: e.dataset.column, x: [], y: [], titles: []});
+                const t = out.get(k), v = Number(e.dataset.y);
+                t.x.push(e.dataset.x);
+                t.y.push(e.dataset.y !== "" && !isNaN(v) ? v : e.dataset.y);
+                const title = e.closest("g").querySelector("title");
+                t.titles.push(title ? title.textContent : null);
+            }
+            return [...out.values()];
+        }""", f"chart-{chart}")
 
     def close(self) -> None:
         self.ctx.close()
@@ -83,22 +98,32 @@ def test_every_page_loads_clean_and_is_screenshotted(dashboard, watched, world_s
         watched.page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
         assert (screenshots / f"{name}.png").stat().st_size > 10_000
         _clean(watched)
-    assert any("/assets/plotly.min.js?v=" in u for u in watched.requests)  # served by newsmon itself
+    # each page is one request: charts and style sheet are in it, no script, nothing else to fetch
+    assert len(watched.requests) == len(paths), watched.requests
 
 
 def test_charts_show_the_stores_numbers_and_a_filter_changes_them(dashboard, watched, world_store):
     alerts = _store_alerts(world_store)  # from the outbox itself, not the rollups the page reads
     assert len(alerts) >= 2
     watched.open(dashboard.url)
-    shown = {t["meta"]["series"]: sum(t["y"]) for t in watched.traces("alerts")}
+    traces = watched.traces("alerts")
+    shown = {t["series"]: sum(t["y"]) for t in traces}
     assert shown == alerts
+    # every mark says its number on hover: series, day and value
+    t = next(t for t in traces if any(t["y"]))
+    i = next(i for i, y in enumerate(t["y"]) if y)
+    assert t["titles"][i] == f"{t['series']} · {t['x'][i]}: {t['y'][i]}"
+    # the per-topic lines show the same days and counts as the CSV behind them
+    lines = {(t["series"], t["column"]): dict(zip(t["x"], t["y"], strict=True)) for t in watched.traces("stories_vs_copies")}
+    href = watched.page.locator("#block-stories_vs_copies a.csv").get_attribute("href")
+    rows = list(csv.DictReader(io.StringIO(watched.page.request.get(dashboard.url.rstrip("/") + href).text())))
+    assert rows and all(lines[(r["topic"], "copies")][r["day"]] == int(r["copies"]) for r in rows)
     topic = sorted(alerts)[0]
     watched.page.select_option("select[name=topic]", topic)
     with watched.page.expect_navigation():
         watched.page.click("form.filters button")
-    watched.page.wait_for_selector("body[data-charts-drawn=yes]")
     assert f"topic={topic}" in watched.page.url
-    shown = {t["meta"]["series"]: sum(t["y"]) for t in watched.traces("alerts")}
+    shown = {t["series"]: sum(t["y"]) for t in watched.traces("alerts")}
     assert shown == {topic: alerts[topic]}
     rows = watched.page.locator("table[data-name=overview_totals] tbody tr")
     assert rows.count() == 1 and rows.first.locator("td").first.inner_text() == topic
@@ -107,7 +132,6 @@ def test_charts_show_the_stores_numbers_and_a_filter_changes_them(dashboard, wat
     watched.page.fill("input[name=to]", "2001-01-31")
     with watched.page.expect_navigation():
         watched.page.click("form.filters button")
-    watched.page.wait_for_selector("body[data-charts-drawn=yes]")
     assert all(not any(t["y"]) for t in watched.traces("alerts"))
     _clean(watched)
 
@@ -172,14 +196,13 @@ def test_static_report_opens_from_files_offline(world_store, watched, tmp_path, 
 
     out = tmp_path / "site"
     written = write_report(world_store, out, Filters.default())
-    assert (out / "index.html") in written and (out / "assets" / "plotly.min.js").exists()
+    assert (out / "index.html") in written and not (out / "assets").exists()  # pages are whole
     alerts = _store_alerts(world_store)
     watched.open((out / "index.html").as_uri())
-    assert {t["meta"]["series"]: sum(t["y"]) for t in watched.traces("alerts")} == alerts
+    assert {t["series"]: sum(t["y"]) for t in watched.traces("alerts")} == alerts
     watched.page.screenshot(path=str(screenshots / "report-overview.png"), full_page=True)
     with watched.page.expect_navigation():
         watched.page.click("header nav a:has-text('Stories')")
-    watched.page.wait_for_selector("body[data-charts-drawn=yes]")
     with watched.page.expect_navigation():
         watched.page.locator("table[data-name=top_stories] tbody tr a").first.click()
     assert "/story-" in watched.page.url
@@ -187,20 +210,19 @@ def test_static_report_opens_from_files_offline(world_store, watched, tmp_path, 
     assert all(urlsplit(u).scheme == "file" for u in watched.requests), watched.requests
 
 
-def test_the_next_page_takes_plotly_from_the_cache_without_asking(dashboard, browser):
-    """Versioned asset URLs are cached as immutable: after the first page, plotly.js is neither
-    fetched nor revalidated (a revalidation would transfer its 304's headers). No request
-    interception here: Playwright turns the browser's cache off when routing."""
+def test_a_cold_page_is_one_request_and_draws_its_charts_without_script(dashboard, browser):
+    """A first page in a new browser context fetches the page and nothing else: the charts are SVG
+    in the HTML and the style sheet is inline, so there is no script to fetch or compile and no
+    cache to warm. No request interception here (Playwright turns the browser's cache off when
+    routing): the browser's own resource timing says what it fetched."""
     ctx = browser.new_context()
     try:
         page = ctx.new_page()
-        sizes = []
-        for path in ("", "feeds", ""):
+        for path in ("", "feeds"):
             page.goto(dashboard.url + path, wait_until="load")
-            page.wait_for_selector("body[data-charts-drawn=yes]")
-            sizes.append(page.evaluate("""() => performance.getEntriesByType('resource')
-                .filter(e => e.name.includes('/assets/plotly.min.js?v=')).map(e => e.transferSize)"""))
-        assert sizes[0] and sizes[0][0] > 1_000_000  # fetched once
-        assert sizes[1] == [0] and sizes[2] == [0]  # then from the cache, without a request
+            assert page.locator("div.plot svg").count() >= 2
+            assert page.evaluate("() => document.scripts.length") == 0
+            assert page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)") == []
+            assert page.evaluate("() => getComputedStyle(document.querySelector('header')).display") == "flex"
     finally:
         ctx.close()
