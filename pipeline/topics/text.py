@@ -136,6 +136,57 @@ def _drop_link_lists(lines: list[str]) -> list[str]:
     return out
 
 
+# Markup that some sources leave in their text (statements published as Markdown, pasted HTML):
+# a link's target, a bare URL and a tag are not the article's words ("inflation-tariffs-recession"
+# in a link target is no tariff), and lines wrapped at a fixed width are not paragraphs.
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\(\s*[^)\s]*\s*\)")
+_BARE_URL = re.compile(r"(?:https?://|www\.)\S+")
+_HTML_TAG = re.compile(r"</?[A-Za-z][^<>]{0,300}>")
+_EMPHASIS = re.compile(r"\*\*|__|(?<!\w)\*(?=\w)|(?<=\w)\*(?!\w)")
+_BLOCK_START = re.compile(r"^\s*(?:[-*+•]\s|\d{1,3}[.)]\s|#|>|\|)")
+_WRAP_MIN, _WRAP_MAX = 50, 80  # a wrapped line's length, in characters
+_WRAPPED_SHARE = 0.5
+
+
+def _is_wrapped(lines: list[str]) -> bool:
+    """Whether the text is hard-wrapped: paragraphs are separated by blank lines, most lines are of
+    one width and none is much longer (lines holding a URL, which cannot be broken, left out)."""
+    full = [ln.strip() for ln in lines if ln.strip() and "://" not in ln]
+    if len(full) < 4 or not any(not ln.strip() for ln in lines):
+        return False
+    if max(len(ln) for ln in full) > _WRAP_MAX + 20:
+        return False
+    return sum(_WRAP_MIN <= len(ln) <= _WRAP_MAX for ln in full) / len(full) >= _WRAPPED_SHARE
+
+
+def normalise_markup(text: str) -> str:
+    """Plain text from Markdown or HTML remnants: a link becomes its words, URLs and tags go, and
+    a hard-wrapped text gets one line per paragraph (or list item) again."""
+    wrapped = _is_wrapped(text.splitlines())
+    if "](" in text:
+        text = _MD_LINK.sub(r"\1", text)
+    if "://" in text or "www." in text:
+        text = _BARE_URL.sub(" ", text)
+    if "<" in text:
+        text = _HTML_TAG.sub(" ", text)
+    if "*" in text or "__" in text:
+        text = _EMPHASIS.sub("", text)
+    if not wrapped:
+        return text
+    out: list[str] = []
+    joining = False
+    for line in text.splitlines():
+        if not line.strip():
+            joining = False
+            out.append("")
+        elif joining and not _BLOCK_START.match(line):
+            out[-1] = f"{out[-1]} {line.strip()}"
+        else:
+            out.append(line.strip())
+            joining = True
+    return "\n".join(out)
+
+
 def strip_chrome(text: str) -> str:
     """Drop site boilerplate lines; return the remaining non-blank lines joined by newlines.
 
@@ -143,9 +194,10 @@ def strip_chrome(text: str) -> str:
     "Share this", "Key Takeaways", app-store badges, image alt texts), teaser lines pointing at
     other articles ("Related: ..."), cookie notices, menus on one line ("Home | World | ...") and
     navigation lists: runs of three or more short link-like lines (blank lines in between do not
-    break a run). Article sentences are never short link-like lines, so they survive.
+    break a run). Article sentences are never short link-like lines, so they survive. Markup is
+    made plain first (`normalise_markup`).
     """
-    lines = _drop_link_lists([ln.strip() for ln in text.splitlines()])
+    lines = _drop_link_lists([ln.strip() for ln in normalise_markup(text).splitlines()])
     lines = [ln for ln in lines if ln and not _is_chrome_line(ln)]
     if len(lines) > 1:  # a lone capitalised label among other lines; a one-line text is kept
         lines = [ln for ln in lines if not (len(ln.split()) <= 3 and _CAPS_LABEL.match(ln))]

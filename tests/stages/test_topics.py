@@ -471,6 +471,38 @@ def test_strip_chrome_keeps_the_article():
     ]
 
 
+# A statement published as Markdown and wrapped at 72 columns, as some official sites serve it.
+MARKDOWN_WRAPPED = """The past week brought another series of announcements from the
+administration on trade, energy and the economy, officials said on Friday.
+
+-   Steel tariffs took
+    [effect](https://example.gov/news/2025/03/12/inflation-tariffs-recession-sanctions-russia/)
+    on imports from all trading partners, with no exemptions this time.
+-   The Treasury <span style="text-decoration: underline">sanctioned</span> Iran's oil
+    minister and a network of shipping companies moving its crude to Asia.
+
+**More news:** gas prices fell for a third straight week across most of the
+country, and mortgage rates dropped to their lowest level since December.
+"""
+
+
+def test_markdown_is_read_as_plain_text():
+    from pipeline.topics.text import normalise_markup
+
+    plain = normalise_markup(MARKDOWN_WRAPPED)
+    lines = [ln for ln in plain.splitlines() if ln]
+    # One line per paragraph and per list item again; the link is its words, the URL and tag gone.
+    assert lines[0].endswith("officials said on Friday.") and len(lines) == 4
+    assert lines[1] == "-   Steel tariffs took effect on imports from all trading partners, with no exemptions this time."
+    assert "Iran's oil minister and a network" in lines[2] and "span" not in plain and "underline" not in plain
+    assert "example.gov" not in plain and "recession" not in plain and "**" not in plain
+    # The words in the link target are not the article's: no sanctions near Russia here.
+    assert not hits("sanction* NEAR/15 Russia*", MARKDOWN_WRAPPED)
+    # Plain text with one paragraph per line (what extraction gives) is left as it is.
+    _, seed = read_seed("002_25123ef9c5ee8341.txt")
+    assert normalise_markup(seed) == seed
+
+
 def test_strip_chrome_on_seeds():
     _, text = read_seed("002_25123ef9c5ee8341.txt")
     stripped = strip_chrome(text)
