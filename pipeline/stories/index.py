@@ -211,6 +211,13 @@ class StoryIndex:
         state = dict(self.__dict__)
         state["_observed"] = {}
         # The cached vectors stay (bounded): a loaded index then decides exactly as the saved one.
+        # As three flat arrays (keys in LRU order, lengths, values), not thousands of small ones.
+        cache = self._vector_cache
+        state["_vector_cache"] = (
+            np.fromiter(cache.keys(), dtype=np.int64, count=len(cache)),
+            np.fromiter(map(len, cache.values()), dtype=np.int64, count=len(cache)),
+            np.concatenate(list(cache.values())) if cache else np.zeros(0, dtype=np.float32),
+        )
         state["_facts_cache"] = OrderedDict()
         state["pair_model"] = None
         state["_had_model"] = self.pair_model is not None
@@ -218,6 +225,13 @@ class StoryIndex:
 
     def __setstate__(self, state: dict) -> None:
         had = state.pop("_had_model", False)
+        cache = state["_vector_cache"]
+        if isinstance(cache, tuple):
+            keys, lens, flat = cache
+            ends = np.cumsum(lens)
+            state["_vector_cache"] = OrderedDict(
+                (k, flat[e - n : e]) for k, n, e in zip(keys.tolist(), lens.tolist(), ends.tolist(), strict=True)
+            )
         self.__dict__.update(state)
         if had:
             self.pair_model = load_model()
