@@ -89,6 +89,8 @@ class SaveReport:
     bytes_written: int
     whole: bool          # everything written whole (first save, compaction), not incrementally
     files: int = 0
+    meta_bytes: int = 0  # of them, the pickled graph (settings, alive flags, cached vectors, ...)
+    log_bytes: int = 0   # the log record (Grow tails, KeyTable deltas)
 
 
 def read_header(path: Path) -> dict | None:
@@ -317,7 +319,7 @@ def save_index_report(value: Any, path: Path, batch_id: str, settings: Any, full
                 p.unlink()
             except OSError:
                 pass
-    return SaveReport(writer.bytes_written, whole, len(writer.written))
+    return SaveReport(writer.bytes_written, whole, len(writer.written), len(meta), log["bytes"] - (0 if whole else prev["log"]["bytes"]))  # type: ignore[index]
 
 
 class _Torn(Exception):
