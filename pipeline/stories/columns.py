@@ -92,14 +92,17 @@ class Grow:
         self.pid = self.synced = None
 
 
+_SAT = 255   # a small table's df of 255 means: the count is in its overflow dict
+
+
 class _Level:
     """Sorted keys and their columns (df, refs, background)."""
 
     __slots__ = ("bg", "df", "keys", "refs")
 
-    def __init__(self) -> None:
+    def __init__(self, small: bool = False) -> None:
         self.keys = np.zeros(0, dtype=np.uint32)
-        self.df = np.zeros(0, dtype=np.int32)
+        self.df = np.zeros(0, dtype=np.uint8 if small else np.int32)
         self.refs = np.zeros(0, dtype=np.int32)
         self.bg = np.zeros(0, dtype=np.float32)
 
@@ -120,12 +123,17 @@ class KeyTable:
     background is set when the key is first seen. A key with df and refs both 0 is dropped at the
     next merge. Two sorted levels: new keys are inserted into the small one (a memmove of it),
     which is merged into the large one when it passes a sixteenth of it.
+
+    Without the extra columns (word pairs, lines: mostly in one or two documents each) the df is
+    one byte: counts from 255 up (or below 0) are kept in a dict beside it, marked 255 in the array.
     """
 
     def __init__(self, extra: bool = True) -> None:
         self.extra = extra
-        self._main = _Level()
-        self._recent = _Level()
+        self._small = not extra
+        self._over: dict[int, int] = {}   # key -> df, where the one-byte df says _SAT
+        self._main = _Level(self._small)
+        self._recent = _Level(self._small)
         self.pid: str | None = None
         # Updates since the last save (None: never saved, nothing recorded): (ids, ddf, drefs, bg).
         self._journal: list[tuple[np.ndarray, int, int, np.ndarray | None]] | None = None
@@ -148,7 +156,7 @@ class KeyTable:
             pos, found = level.find(ids[rest])
             hit = pos[found]
             if ddf:
-                level.df[hit] += ddf
+                self._add_df(level, hit, np.full(len(hit), ddf, dtype=np.int64))
             if drefs and self.extra:
                 level.refs[hit] += drefs
             rest = rest[~found]
@@ -162,13 +170,50 @@ class KeyTable:
         r = self._recent
         at = np.searchsorted(r.keys, new)
         r.keys = np.insert(r.keys, at, new)
-        r.df = np.insert(r.df, at, np.int32(ddf))
+        r.df = np.insert(r.df, at, self._stored_df(new, np.full(len(new), ddf, dtype=np.int64)))
         if self.extra:
             r.refs = np.insert(r.refs, at, np.int32(drefs))
             values = np.zeros(len(new), dtype=np.float32) if bg is None else np.asarray(bg, dtype=np.float32)[rest][order]
             r.bg = np.insert(r.bg, at, values)
         if len(r.keys) > max(4096, len(self._main.keys) // 16):
             self.merge()
+
+    def _stored_df(self, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The df column's values for new `keys` (a small table keeps what a byte cannot aside)."""
+        if not self._small:
+            return values.astype(np.int32)
+        odd = (values < 0) | (values >= _SAT)
+        for key, v in zip(keys[odd].tolist(), values[odd].tolist(), strict=True):
+            self._over[key] = v
+        return np.where(odd, _SAT, values).astype(np.uint8)
+
+    def _add_df(self, level: _Level, hit: np.ndarray, delta: np.ndarray) -> None:
+        if not self._small:
+            level.df[hit] += delta.astype(np.int32)
+            return
+        cur = level.df[hit].astype(np.int64)
+        new = cur + delta
+        plain = (cur != _SAT) & (new >= 0) & (new < _SAT)
+        level.df[hit[plain]] = new[plain]
+        odd = np.flatnonzero(~plain)
+        if not len(odd):
+            return
+        over = self._over
+        for h, key, d, c in zip(hit[odd].tolist(), level.keys[hit[odd]].tolist(), delta[odd].tolist(), cur[odd].tolist(), strict=True):
+            v = over.pop(key, 0) + d if c == _SAT else c + d
+            if 0 <= v < _SAT:
+                level.df[h] = v
+            else:
+                level.df[h] = _SAT
+                over[key] = v
+
+    def _df_values(self, level: _Level, pos: np.ndarray) -> np.ndarray:
+        df = level.df[pos].astype(np.float64)
+        if self._small and self._over:
+            sat = np.flatnonzero(df == _SAT)
+            if len(sat):
+                df[sat] = [self._over.get(k, _SAT) for k in level.keys[pos[sat]].tolist()]
+        return df
 
     # -- saving: a journal of the updates since the last save ------------------------------------
 
@@ -206,15 +251,15 @@ class KeyTable:
         for level in self._levels():
             pos, found = level.find(ids[rest])
             hit, at = pos[found], rest[found]
-            level.df[hit] += ddf[at]
+            self._add_df(level, hit, ddf[at].astype(np.int64))
             if self.extra:
                 level.refs[hit] += drefs[at]
             rest = rest[~found]
         rest = rest[(ddf[rest] > 0) | ((drefs[rest] > 0) if self.extra else False)]
         if not len(rest):
             return
-        r, add = self._recent, _Level()
-        add.keys, add.df = ids[rest], ddf[rest]
+        r, add = self._recent, _Level(self._small)
+        add.keys, add.df = ids[rest], self._stored_df(ids[rest], ddf[rest].astype(np.int64))
         if self.extra:
             add.refs, add.bg = drefs[rest], np.nan_to_num(bg[rest], nan=0.0).astype(np.float32)
         keys = np.concatenate((r.keys, add.keys))
@@ -229,7 +274,14 @@ class KeyTable:
         """The table merged into one level: its arrays by name (for a saved base)."""
         self.merge()
         m = self._main
-        return {"keys": m.keys, "df": m.df, "refs": m.refs, "bg": m.bg} if self.extra else {"keys": m.keys, "df": m.df}
+        if self.extra:
+            return {"keys": m.keys, "df": m.df, "refs": m.refs, "bg": m.bg}
+        over = self._over
+        return {
+            "keys": m.keys, "df": m.df,
+            "over_keys": np.fromiter(over.keys(), dtype=np.uint32, count=len(over)),
+            "over_df": np.fromiter(over.values(), dtype=np.int64, count=len(over)),
+        }
 
     @classmethod
     def from_arrays(cls, extra: bool, arrays: dict[str, np.ndarray]) -> KeyTable:
@@ -237,6 +289,8 @@ class KeyTable:
         out._main.keys, out._main.df = arrays["keys"], arrays["df"]
         if extra:
             out._main.refs, out._main.bg = arrays["refs"], arrays["bg"]
+        elif "over_keys" in arrays:
+            out._over = dict(zip(arrays["over_keys"].tolist(), arrays["over_df"].tolist(), strict=True))
         return out
 
     def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,13 +299,17 @@ class KeyTable:
         bg = np.zeros(len(ids), dtype=np.float64)
         for level in self._levels():
             pos, found = level.find(ids)
-            df[found] = level.df[pos[found]]
+            df[found] = self._df_values(level, pos[found])
             if self.extra:
                 bg[found] = level.bg[pos[found]]
         return df, bg
 
     def total_df(self) -> int:
-        return int(self._main.df.sum()) + int(self._recent.df.sum())
+        total = 0
+        for level in self._levels():
+            df = level.df.astype(np.int64)
+            total += int(df[df != _SAT].sum()) if self._small else int(df.sum())
+        return total + sum(self._over.values())
 
     def live_keys(self) -> set[int]:
         out: set[int] = set()
@@ -261,14 +319,16 @@ class KeyTable:
         return out
 
     def negative(self) -> bool:
-        return any(bool((lv.df < 0).any() or (lv.refs < 0).any()) for lv in self._levels())
+        return any(v < 0 for v in self._over.values()) or any(
+            bool((lv.df < 0).any() or (lv.refs < 0).any()) for lv in self._levels()
+        )
 
     def merge(self) -> None:
         """Fold the recent level into the main one and drop the dead keys."""
         m, r = self._main, self._recent
         keys = np.concatenate((m.keys, r.keys))
         order = np.argsort(keys, kind="stable")
-        merged = _Level()
+        merged = _Level(self._small)
         merged.keys = keys[order]
         merged.df = np.concatenate((m.df, r.df))[order]
         if self.extra:
@@ -279,22 +339,14 @@ class KeyTable:
         else:
             live = merged.df > 0
         merged.keys, merged.df = merged.keys[live], merged.df[live]
-        self._main, self._recent = merged, _Level()
+        self._main, self._recent = merged, _Level(self._small)
 
     def __getstate__(self) -> dict:
-        self.merge()
-        state = {"extra": self.extra, "keys": self._main.keys, "df": self._main.df}
-        if self.extra:
-            state.update(refs=self._main.refs, bg=self._main.bg)
-        return state
+        return {"extra": self.extra, **self.main_arrays()}
 
     def __setstate__(self, state: dict) -> None:
-        self.extra = state["extra"]
-        self.pid, self._journal, self.synced = None, None, None
-        self._main, self._recent = _Level(), _Level()
-        self._main.keys, self._main.df = state["keys"], state["df"]
-        if self.extra:
-            self._main.refs, self._main.bg = state["refs"], state["bg"]
+        got = KeyTable.from_arrays(state["extra"], state)
+        self.__dict__.update(got.__dict__)
 
 
 class Postings:
@@ -426,7 +478,7 @@ def nbytes(obj) -> int:
     if isinstance(obj, _Level):
         return sum(a.nbytes for a in (obj.keys, obj.df, obj.refs, obj.bg))
     if isinstance(obj, KeyTable):
-        return nbytes(obj._main) + nbytes(obj._recent)
+        return nbytes(obj._main) + nbytes(obj._recent) + 16 * len(obj._over)
     if isinstance(obj, Postings):
         return obj.packed.nbytes + 8 * obj._pending_n
     if isinstance(obj, RowStore):
