@@ -8,9 +8,11 @@ distinct stories, with some reprints and rewrites; history is published at `--pe
 day, so a larger history spans more days (as a growing store does), and the probes come after it.
 
 Prints, per size: history load time, index memory per stored article (RSS growth while loading),
-per-article fold time of the probe batch, and how the probes were linked; the start-up time from
-the index saved beside the store (pipeline/stories/persist.py: write, then read and verify the
-file; wall seconds) and the file size; then the ratio of the
+per-article fold time of the probe batch, and how the probes were linked; the saved index
+(pipeline/stories/persist.py): the first, whole save (size, wall seconds), then the incremental
+save after one more batch of `--save-batch` articles is folded (bytes and wall seconds: what the
+daemon pays after each committed batch), and the start-up time from it (read and verify the
+bases and the log, rebuild the object; wall seconds); then the ratio of the
 per-article time at the largest size to that at the smallest, and what a batch would cost per
 article if the index were rebuilt from history for it (the daemon keeps it instead), and the
 start-up time projected to 1M articles from a line through the measured sizes.
@@ -38,7 +40,7 @@ from wordfreq import top_n_list  # noqa: E402
 
 from pipeline.models import DedupDoc  # noqa: E402
 from pipeline.stages.dedup import DedupSettings, StoryIndex  # noqa: E402
-from pipeline.stories.persist import load_index, save_index  # noqa: E402
+from pipeline.stories.persist import load_index, save_index_report  # noqa: E402
 
 _SYLLABLES = [
     "ka", "lo", "vin", "dra", "mor", "sel", "tu", "rez", "bal", "on", "ie", "gar", "ni", "ste", "quo",
@@ -181,7 +183,10 @@ def rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_size(n: int, history: list[tuple[DedupDoc, str]], probes: list[tuple[DedupDoc, str]], settings: DedupSettings) -> dict:
+def run_size(
+    n: int, history: list[tuple[DedupDoc, str]], probes: list[tuple[DedupDoc, str]], settings: DedupSettings,
+    extra: list[tuple[DedupDoc, str]],
+) -> dict:
     stored = history[len(history) - n :]
     gc.collect()
     rss0 = rss_bytes()
@@ -201,14 +206,22 @@ def run_size(n: int, history: list[tuple[DedupDoc, str]], probes: list[tuple[Ded
         links[(kind, index.add(doc).link)] += 1
     fold = time.process_time() - t0
     with tempfile.TemporaryDirectory(prefix="bench-story-index-") as tmp:
-        path = Path(tmp) / "story_index.pkl"
+        path = Path(tmp) / "story_index"
         w0 = time.perf_counter()
-        size = save_index(index, path, "bench", settings)
+        first = save_index_report(index, path, "bench-0", settings)
         save_wall = time.perf_counter() - w0
+        more = [doc for doc, _ in extra]
+        index.observe(more)
+        for doc in more:
+            index.add(doc)
+        w0 = time.perf_counter()
+        second = save_index_report(index, path, "bench-1", settings)
+        inc_wall = time.perf_counter() - w0
+        assert first.whole and not second.whole, (first, second)
         del index
         gc.collect()
         w0, c0 = time.perf_counter(), time.process_time()
-        loaded = load_index(path, "bench", settings)
+        loaded = load_index(path, "bench-1", settings)
         start_wall, start_cpu = time.perf_counter() - w0, time.process_time() - c0
         assert loaded.value is not None, loaded.reason
         index = loaded.value
@@ -223,9 +236,13 @@ def run_size(n: int, history: list[tuple[DedupDoc, str]], probes: list[tuple[Ded
         "fold_ms_per_doc": 1000 * fold / len(probes),
         "links": links,
         "save_s": save_wall,
+        "inc_save_s": inc_wall,
+        "inc_save_mb": second.bytes_written / 1024**2,
+        "inc_parts": f"meta {second.meta_bytes / 1024**2:.1f} MB, log {second.log_bytes / 1024**2:.1f} MB, "
+                     f"bases {(second.bytes_written - second.meta_bytes - second.log_bytes) / 1024**2:.1f} MB",
         "start_s": start_wall,
         "start_cpu_s": start_cpu,
-        "file_kb_per_doc": size / n / 1024,
+        "file_kb_per_doc": first.bytes_written / n / 1024,
     }
     del index
     gc.collect()
@@ -237,25 +254,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1000,100000", help="history sizes, comma-separated")
     ap.add_argument("--probes", type=int, default=300, help="articles folded at every size")
     ap.add_argument("--per-day", type=float, default=5_000.0, help="history articles published per day")
+    ap.add_argument("--save-batch", type=int, default=100, help="articles folded between the whole and the incremental save")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     t0 = time.process_time()
-    history, probes = build_corpus(max(sizes), args.probes, args.per_day, args.seed)
+    history, probes = build_corpus(max(sizes), args.probes + args.save_batch, args.per_day, args.seed)
+    probes, extra = probes[: args.probes], probes[args.probes :]
     print("times are CPU seconds of this process (the machine is shared; wall time is noisier)")
     print(f"generated {len(history)} history articles and {len(probes)} probes in {time.process_time() - t0:.1f}s")
     base = DedupSettings()
     settings = replace(base, max_history=max(base.max_history, max(sizes)))
     results = []
     for n in sizes:
-        r = run_size(n, history, probes, settings)
+        r = run_size(n, history, probes, settings, extra)
         results.append(r)
         linked = ", ".join(f"{kind}->{link} {c}" for (kind, link), c in sorted(r["links"].items()))
         print(
             f"N={n:>7}: load {r['load_s']:7.1f}s ({r['load_ms_per_doc']:.2f} ms/article), "
             f"index memory {r['mem_kb_per_doc']:6.1f} kB/article (RSS growth; its arrays {r['arrays_kb_per_doc']:.2f} kB), "
-            f"fold {r['fold_ms_per_doc']:6.2f} ms/article; saved {r['file_kb_per_doc']:.1f} kB/article in "
-            f"{r['save_s']:.1f}s, start-up from it {r['start_s']:.1f}s wall ({r['start_cpu_s']:.2f}s CPU)  [{linked}]",
+            f"fold {r['fold_ms_per_doc']:6.2f} ms/article; saved whole {r['file_kb_per_doc']:.1f} kB/article in "
+            f"{r['save_s']:.1f}s, then after {args.save_batch} more articles incrementally {r['inc_save_mb']:.1f} MB in "
+            f"{r['inc_save_s']:.2f}s ({r['inc_parts']}); start-up from it {r['start_s']:.1f}s wall ({r['start_cpu_s']:.2f}s CPU)  [{linked}]",
             flush=True,
         )
         print("    bytes/article by part: " + ", ".join(f"{k} {v:.0f}" for k, v in r["parts"].items()), flush=True)

@@ -51,14 +51,12 @@ from pipeline.stages.stories import StoryHistory, WarmHistories
 from pipeline.stages.topics import load_topics
 from pipeline.store import BatchSummary, PollRecord, RetryPolicy, Store
 from pipeline.store.maintenance import MaintenanceReport, MaintenanceSettings, maintain, store_health
-from pipeline.stories.persist import load_index, read_header, save_index
+from pipeline.stories.persist import load_index, read_header, save_index_report
 
 log = logging.getLogger("newsmon.daemon")
-# The saved story index is a whole-file snapshot: writing it costs in proportion to the index
-# (tens of seconds at 10,000 articles on a busy machine). Up to this size it is saved after every
-# committed batch; beyond it only at a graceful stop, so a batch never waits minutes for it (a
-# crash then costs a rebuild from the store, as before).
-SAVE_INDEX_EVERY_BATCH_UP_TO = 5_000
+# The saved story index (pipeline/stories/persist.py) is written after every committed batch, and
+# incrementally: a save writes about what the batch added, so its cost follows the batch, not the
+# index (a whole rewrite, when its log has grown past half of it, is the exception).
 lifecycle = logging.getLogger("newsmon.lifecycle")  # start/stop: shown without -v (cli._setup_logging)
 
 T = TypeVar("T")
@@ -276,10 +274,7 @@ class Daemon:
                 log.info("abandoned_batch_removed batch_id=%s", d.name)
 
     def close(self) -> None:
-        # A large index is saved once, here, rather than after every batch (see
-        # SAVE_INDEX_EVERY_BATCH_UP_TO); a graceful stop then restarts from it.
-        if self._stories is not None and len(self._stories) > SAVE_INDEX_EVERY_BATCH_UP_TO:
-            self._save_stories(self._store_mark())
+        # The kept index was saved after the last committed batch; nothing changed it since.
         self._drop_stories()
         self.feed_client.close()
         self.store.close()
@@ -449,8 +444,7 @@ class Daemon:
             raise
         shutil.rmtree(out_dir, ignore_errors=True)  # loaded: the shards are no longer needed
         self._import_labels()
-        if self._stories is not None and len(self._stories) <= SAVE_INDEX_EVERY_BATCH_UP_TO:
-            self._save_stories(self._store_mark(batch_id))
+        self._save_stories(self._store_mark(batch_id))
         for disposition, n in summary.dispositions.items():
             self.metrics.items.labels(disposition).inc(n)
         self.metrics.alerts.inc(summary.alerts_new)
@@ -487,7 +481,8 @@ class Daemon:
         return PipelineOptions(list(p.beam_args)).view_as(DirectOptions).direct_running_mode == "in_memory"
 
     def _story_index_path(self) -> Path:
-        return self.config.data_dir / "story_index.pkl"
+        """The directory of the saved story index (a manifest, base arrays, an append-only log)."""
+        return self.config.data_dir / "story_index"
 
     def _store_mark(self, batch_id: str | None = None) -> str | None:
         """What ties a saved index to the store: a committed batch's id and how many batches the
@@ -505,13 +500,15 @@ class Daemon:
         if self._stories is None or batch_id is None:
             return
         t0 = time.monotonic()
+        legacy = self.config.data_dir / "story_index.pkl"   # the whole-file index of earlier versions
         try:
-            size = save_index(self._stories, self._story_index_path(), batch_id, self._stories.settings)
+            legacy.unlink(missing_ok=True)
+            report = save_index_report(self._stories, self._story_index_path(), batch_id, self._stories.settings)
         except OSError as e:  # a full disk costs the next start a rebuild, never the batch
             log.warning("story_index_save_failed batch_id=%s error=%s", batch_id, e)
             return
-        log.info("story_index_saved batch_id=%s articles=%d bytes=%d seconds=%.2f",
-                 batch_id, len(self._stories), size, time.monotonic() - t0)
+        log.info("story_index_saved batch_id=%s articles=%d bytes=%d whole=%s seconds=%.2f",
+                 batch_id, len(self._stories), report.bytes_written, report.whole, time.monotonic() - t0)
 
     def _load_saved_stories(self, settings: DedupSettings) -> StoryHistory | None:
         """The index saved after the store's last committed batch, if whole and current."""

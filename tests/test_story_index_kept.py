@@ -152,27 +152,37 @@ def test_a_restart_loads_the_saved_index_and_a_torn_or_stale_one_is_rebuilt(
             with pytest.raises(OSError):
                 first.run_once()
             path = first._story_index_path()
-            whole = path.read_bytes()
+            saved = {p.name: p.read_bytes() for p in path.iterdir()}
         finally:
             first.close()
-        # A torn file (a crash mid-write, without the rename) is detected and rebuilt from the store.
-        path.write_bytes(whole[:-100])
+        manifest = json.loads(saved["manifest.json"])
+        # Saved after each committed batch: the second save appended to the log of the first.
+        assert manifest["seq"] >= 2 and manifest["log"]["bytes"] > 0
+
+        def restore() -> None:
+            for p in path.iterdir():
+                p.unlink()
+            for name, data in saved.items():
+                (path / name).write_bytes(data)
+
+        # A torn log (a crash mid-write that the manifest already counted) is detected and rebuilt.
+        log = path / manifest["log"]["file"]
+        log.write_bytes(saved[log.name][:-100])
         torn = _daemon(tmp_path / "warm", server)
         try:
             assert torn._load_saved_stories(_settings(torn)) is None
         finally:
             torn.close()
-        # A file saved after another batch than the store's last one is stale.
-        header = json.loads(whole.split(b"\n", 1)[0])
-        header["batch_id"] = "20250801T000000-00000000"
-        path.write_bytes(json.dumps(header).encode() + b"\n" + whole.split(b"\n", 1)[1])
+        # An index saved after another batch than the store's last one is stale.
+        restore()
+        (path / "manifest.json").write_text(json.dumps(dict(manifest, batch_id="20250801T000000-00000000#1")))
         stale = _daemon(tmp_path / "warm", server)
         try:
             assert stale._load_saved_stories(_settings(stale)) is None
         finally:
             stale.close()
-        # The whole file: a restart loads it and never reads the history from the store.
-        path.write_bytes(whole)
+        # The whole index: a restart loads it and never reads the history from the store.
+        restore()
         second = _daemon(tmp_path / "warm", server)
         try:
             reads = _count_history_reads(second)

@@ -50,11 +50,13 @@ bench/bench_dedup_scale.py measures it with 1,000 and 100,000 stored articles.
 
 Memory: no Python object per stored document, term or posting (pipeline/stories/columns.py).
 A stored document is a row of fixed columns, its term ids run by run and line hashes in one flat
-uint32 buffer, its ids and story in one bytes buffer, and 8-byte entries in sorted posting arrays;
-the term, word-pair and line statistics are sorted arrays of 8-16 bytes a key. Most of a news
-article's bytes are its term ids (4 bytes each: content words, names, word pairs, lead terms) and
-the counts of its word pairs, which are mostly new keys; `pair_sample` keeps a uniform sample
-of the pairs. The whole index pickles as a few dozen arrays (pipeline/stories/persist.py).
+uint32 buffer (its lead terms as bit masks over the runs they copy), its ids and story in one
+bytes buffer, and 8-byte entries in sorted posting arrays; the term statistics are sorted arrays
+of 16 bytes a key, the word-pair and line counts 5 bytes a key (a one-byte count, larger ones
+aside). Most of a news article's bytes are its term ids (4 bytes each: content words, names,
+word pairs) and the counts of its word pairs, which are mostly new keys; `pair_sample` keeps a
+uniform sample of the pairs. The index is saved as a few dozen arrays plus an append-only log
+of what each batch changed (pipeline/stories/persist.py).
 
 Retention: the index keeps at most `max_history` documents, evicting the first added, and, with
 `retention_days`, none published that long before the newest one; an evicted document leaves the

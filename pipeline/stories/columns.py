@@ -8,8 +8,17 @@
   small dict of recent entries: every document filed under a group is one binary-searched slice.
   Entries of evicted documents are dropped lazily, when the dict is merged into the array.
 
-Everything pickles as a handful of arrays (pipeline/stories/persist.py), so saving and loading the
-index is a copy of its buffers, not a walk over millions of objects.
+Everything pickles as a handful of arrays, so saving and loading the index is a copy of its
+buffers, not a walk over millions of objects. For the saved index (pipeline/stories/persist.py)
+each container also says what changed since it was last saved, so a save writes only that:
+
+* a `Grow` is append-only between `replace`s (`gen` counts them): its new tail is all a save
+  writes, unless it is `mutable` (written in place: the alive flags), then it is written whole;
+* a `Postings` array changes only when merged (`version` counts the merges); its recent dict is
+  small and written whole;
+* a `KeyTable` changes in place (counts), so once saved it keeps a journal of its updates
+  (`start_journal`), which a save writes as one aggregated delta (`journal_delta`) and a load
+  applies (`apply`); the counts, not the layout of the two levels, are what it means.
 """
 
 from __future__ import annotations
@@ -25,11 +34,15 @@ _SHIFT = np.uint64(32)
 class Grow:
     """An append-only numpy array with spare capacity; `view()` is the filled part."""
 
-    __slots__ = ("_data", "n")
+    __slots__ = ("_data", "gen", "mutable", "n", "pid", "synced")
 
-    def __init__(self, dtype, capacity: int = 256) -> None:
+    def __init__(self, dtype, capacity: int = 256, mutable: bool = False) -> None:
         self._data = np.zeros(max(16, capacity), dtype=dtype)
         self.n = 0
+        self.gen = 0            # bumped by `replace`: the saved prefix is no longer this array's
+        self.mutable = mutable  # values are written in place (a save writes it whole)
+        self.pid: str | None = None   # its name in a saved index (pipeline/stories/persist.py)
+        self.synced: str | None = None   # the saved index (manifest id) holding its first values
 
     def __len__(self) -> int:
         return self.n
@@ -40,7 +53,10 @@ class Grow:
     def _reserve(self, extra: int) -> None:
         need = self.n + extra
         if need > len(self._data):
-            size = max(need, int(len(self._data) * 1.25) + 16)
+            # 1.25x while small; a sixteenth once large, so the spare capacity of the big buffers
+            # (the rows' term ids) stays near 3% of them, for a copy of ~16 bytes per byte appended.
+            have = len(self._data)
+            size = max(need, have + (have // 4 if have < 1 << 20 else have // 16) + 16)
             data = np.zeros(size, dtype=self._data.dtype)
             data[: self.n] = self._data[: self.n]
             self._data = data
@@ -60,13 +76,26 @@ class Grow:
         """Keep only `values` (a compaction): the spare capacity is given back."""
         self._data = np.array(values, dtype=self._data.dtype, copy=True)
         self.n = len(values)
+        self.gen += 1
+
+    @classmethod
+    def of(cls, data: np.ndarray, gen: int = 0, pid: str | None = None, synced: str | None = None) -> Grow:
+        """A Grow holding `data` (taken, not copied)."""
+        out = cls.__new__(cls)
+        out._data, out.n, out.gen, out.mutable, out.pid, out.synced = data, len(data), gen, False, pid, synced
+        return out
 
     def __getstate__(self) -> tuple:
-        return (self.view().copy(),)
+        return (self.view().copy(), self.gen, self.mutable)
 
     def __setstate__(self, state: tuple) -> None:
         self._data = state[0]
         self.n = len(self._data)
+        self.gen, self.mutable = (state[1], state[2]) if len(state) > 1 else (0, False)
+        self.pid = self.synced = None
+
+
+_SAT = 255   # a small table's df of 255 means: the count is in its overflow dict
 
 
 class _Level:
@@ -74,9 +103,9 @@ class _Level:
 
     __slots__ = ("bg", "df", "keys", "refs")
 
-    def __init__(self) -> None:
+    def __init__(self, small: bool = False) -> None:
         self.keys = np.zeros(0, dtype=np.uint32)
-        self.df = np.zeros(0, dtype=np.int32)
+        self.df = np.zeros(0, dtype=np.uint8 if small else np.int32)
         self.refs = np.zeros(0, dtype=np.int32)
         self.bg = np.zeros(0, dtype=np.float32)
 
@@ -97,12 +126,21 @@ class KeyTable:
     background is set when the key is first seen. A key with df and refs both 0 is dropped at the
     next merge. Two sorted levels: new keys are inserted into the small one (a memmove of it),
     which is merged into the large one when it passes a sixteenth of it.
+
+    Without the extra columns (word pairs, lines: mostly in one or two documents each) the df is
+    one byte: counts from 255 up (or below 0) are kept in a dict beside it, marked 255 in the array.
     """
 
     def __init__(self, extra: bool = True) -> None:
         self.extra = extra
-        self._main = _Level()
-        self._recent = _Level()
+        self._small = not extra
+        self._over: dict[int, int] = {}   # key -> df, where the one-byte df says _SAT
+        self._main = _Level(self._small)
+        self._recent = _Level(self._small)
+        self.pid: str | None = None
+        # Updates since the last save (None: never saved, nothing recorded): (ids, ddf, drefs, bg).
+        self._journal: list[tuple[np.ndarray, int, int, np.ndarray | None]] | None = None
+        self.synced: str | None = None   # the saved index (manifest id) the journal continues
 
     def __len__(self) -> int:
         return len(self._main.keys) + len(self._recent.keys)
@@ -114,12 +152,14 @@ class KeyTable:
         """Add `ddf` / `drefs` at `ids` (distinct); keys not known are created with `bg` (if given)."""
         if not len(ids):
             return
+        if self._journal is not None:
+            self._journal.append((np.array(ids, dtype=np.uint32), ddf, drefs, None if bg is None else np.array(bg, dtype=np.float32)))
         rest = np.arange(len(ids))
         for level in self._levels():
             pos, found = level.find(ids[rest])
             hit = pos[found]
             if ddf:
-                level.df[hit] += ddf
+                self._add_df(level, hit, np.full(len(hit), ddf, dtype=np.int64))
             if drefs and self.extra:
                 level.refs[hit] += drefs
             rest = rest[~found]
@@ -133,7 +173,7 @@ class KeyTable:
         r = self._recent
         at = np.searchsorted(r.keys, new)
         r.keys = np.insert(r.keys, at, new)
-        r.df = np.insert(r.df, at, np.int32(ddf))
+        r.df = np.insert(r.df, at, self._stored_df(new, np.full(len(new), ddf, dtype=np.int64)))
         if self.extra:
             r.refs = np.insert(r.refs, at, np.int32(drefs))
             values = np.zeros(len(new), dtype=np.float32) if bg is None else np.asarray(bg, dtype=np.float32)[rest][order]
@@ -141,19 +181,138 @@ class KeyTable:
         if len(r.keys) > max(4096, len(self._main.keys) // 16):
             self.merge()
 
+    def _stored_df(self, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The df column's values for new `keys` (a small table keeps what a byte cannot aside)."""
+        if not self._small:
+            return values.astype(np.int32)
+        odd = (values < 0) | (values >= _SAT)
+        for key, v in zip(keys[odd].tolist(), values[odd].tolist(), strict=True):
+            self._over[key] = v
+        return np.where(odd, _SAT, values).astype(np.uint8)
+
+    def _add_df(self, level: _Level, hit: np.ndarray, delta: np.ndarray) -> None:
+        if not self._small:
+            level.df[hit] += delta.astype(np.int32)
+            return
+        cur = level.df[hit].astype(np.int64)
+        new = cur + delta
+        plain = (cur != _SAT) & (new >= 0) & (new < _SAT)
+        level.df[hit[plain]] = new[plain]
+        odd = np.flatnonzero(~plain)
+        if not len(odd):
+            return
+        over = self._over
+        for h, key, d, c in zip(hit[odd].tolist(), level.keys[hit[odd]].tolist(), delta[odd].tolist(), cur[odd].tolist(), strict=True):
+            v = over.pop(key, 0) + d if c == _SAT else c + d
+            if 0 <= v < _SAT:
+                level.df[h] = v
+            else:
+                level.df[h] = _SAT
+                over[key] = v
+
+    def _df_values(self, level: _Level, pos: np.ndarray) -> np.ndarray:
+        df = level.df[pos].astype(np.float64)
+        if self._small and self._over:
+            sat = np.flatnonzero(df == _SAT)
+            if len(sat):
+                df[sat] = [self._over.get(k, _SAT) for k in level.keys[pos[sat]].tolist()]
+        return df
+
+    # -- saving: a journal of the updates since the last save ------------------------------------
+
+    def start_journal(self, synced: str) -> None:
+        """Record updates from now on: the saved index `synced` holds the table as it is now."""
+        self._journal, self.synced = [], synced
+
+    def journal_size(self) -> int:
+        return -1 if self._journal is None else sum(len(op[0]) for op in self._journal)
+
+    def journal_delta(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The journal as one update: distinct sorted ids, summed df and refs changes, and the
+        background of the first update that gave one (NaN where none did)."""
+        ops = self._journal or []
+        if not ops:
+            return (np.zeros(0, np.uint32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
+        ids = np.concatenate([op[0] for op in ops])
+        ddf = np.concatenate([np.full(len(op[0]), op[1], dtype=np.int64) for op in ops])
+        drefs = np.concatenate([np.full(len(op[0]), op[2], dtype=np.int64) for op in ops])
+        bg = np.concatenate([op[3] if op[3] is not None else np.full(len(op[0]), np.nan, np.float32) for op in ops])
+        keys, inverse = np.unique(ids, return_inverse=True)
+        df_sum = np.bincount(inverse, weights=ddf, minlength=len(keys)).astype(np.int32)
+        refs_sum = np.bincount(inverse, weights=drefs, minlength=len(keys)).astype(np.int32)
+        first_bg = np.full(len(keys), np.nan, dtype=np.float32)
+        given = np.flatnonzero(~np.isnan(bg))[::-1]   # the first one written last wins
+        first_bg[inverse[given]] = bg[given]
+        return keys, df_sum, refs_sum, first_bg
+
+    def apply(self, ids: np.ndarray, ddf: np.ndarray, drefs: np.ndarray, bg: np.ndarray) -> None:
+        """Apply a `journal_delta`: per-key changes; absent keys with a positive change are created."""
+        if not len(ids):
+            return
+        ddf, drefs = ddf.astype(np.int32), drefs.astype(np.int32)
+        rest = np.arange(len(ids))
+        for level in self._levels():
+            pos, found = level.find(ids[rest])
+            hit, at = pos[found], rest[found]
+            self._add_df(level, hit, ddf[at].astype(np.int64))
+            if self.extra:
+                level.refs[hit] += drefs[at]
+            rest = rest[~found]
+        rest = rest[(ddf[rest] > 0) | ((drefs[rest] > 0) if self.extra else False)]
+        if not len(rest):
+            return
+        r, add = self._recent, _Level(self._small)
+        add.keys, add.df = ids[rest], self._stored_df(ids[rest], ddf[rest].astype(np.int64))
+        if self.extra:
+            add.refs, add.bg = drefs[rest], np.nan_to_num(bg[rest], nan=0.0).astype(np.float32)
+        keys = np.concatenate((r.keys, add.keys))
+        order = np.argsort(keys, kind="stable")
+        r.keys, r.df = keys[order], np.concatenate((r.df, add.df))[order]
+        if self.extra:
+            r.refs, r.bg = np.concatenate((r.refs, add.refs))[order], np.concatenate((r.bg, add.bg))[order]
+        if len(r.keys) > max(4096, len(self._main.keys) // 16):
+            self.merge()
+
+    def main_arrays(self) -> dict[str, np.ndarray]:
+        """The table merged into one level: its arrays by name (for a saved base)."""
+        self.merge()
+        m = self._main
+        if self.extra:
+            return {"keys": m.keys, "df": m.df, "refs": m.refs, "bg": m.bg}
+        over = self._over
+        return {
+            "keys": m.keys, "df": m.df,
+            "over_keys": np.fromiter(over.keys(), dtype=np.uint32, count=len(over)),
+            "over_df": np.fromiter(over.values(), dtype=np.int64, count=len(over)),
+        }
+
+    @classmethod
+    def from_arrays(cls, extra: bool, arrays: dict[str, np.ndarray]) -> KeyTable:
+        out = cls(extra)
+        out._main.keys, out._main.df = arrays["keys"], arrays["df"]
+        if extra:
+            out._main.refs, out._main.bg = arrays["refs"], arrays["bg"]
+        elif "over_keys" in arrays:
+            out._over = dict(zip(arrays["over_keys"].tolist(), arrays["over_df"].tolist(), strict=True))
+        return out
+
     def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(df, background) of each of `ids` (0 for unknown keys), as float64."""
         df = np.zeros(len(ids), dtype=np.float64)
         bg = np.zeros(len(ids), dtype=np.float64)
         for level in self._levels():
             pos, found = level.find(ids)
-            df[found] = level.df[pos[found]]
+            df[found] = self._df_values(level, pos[found])
             if self.extra:
                 bg[found] = level.bg[pos[found]]
         return df, bg
 
     def total_df(self) -> int:
-        return int(self._main.df.sum()) + int(self._recent.df.sum())
+        total = 0
+        for level in self._levels():
+            df = level.df.astype(np.int64)
+            total += int(df[df != _SAT].sum()) if self._small else int(df.sum())
+        return total + sum(self._over.values())
 
     def live_keys(self) -> set[int]:
         out: set[int] = set()
@@ -163,14 +322,16 @@ class KeyTable:
         return out
 
     def negative(self) -> bool:
-        return any(bool((lv.df < 0).any() or (lv.refs < 0).any()) for lv in self._levels())
+        return any(v < 0 for v in self._over.values()) or any(
+            bool((lv.df < 0).any() or (lv.refs < 0).any()) for lv in self._levels()
+        )
 
     def merge(self) -> None:
         """Fold the recent level into the main one and drop the dead keys."""
         m, r = self._main, self._recent
         keys = np.concatenate((m.keys, r.keys))
         order = np.argsort(keys, kind="stable")
-        merged = _Level()
+        merged = _Level(self._small)
         merged.keys = keys[order]
         merged.df = np.concatenate((m.df, r.df))[order]
         if self.extra:
@@ -181,21 +342,14 @@ class KeyTable:
         else:
             live = merged.df > 0
         merged.keys, merged.df = merged.keys[live], merged.df[live]
-        self._main, self._recent = merged, _Level()
+        self._main, self._recent = merged, _Level(self._small)
 
     def __getstate__(self) -> dict:
-        self.merge()
-        state = {"extra": self.extra, "keys": self._main.keys, "df": self._main.df}
-        if self.extra:
-            state.update(refs=self._main.refs, bg=self._main.bg)
-        return state
+        return {"extra": self.extra, **self.main_arrays()}
 
     def __setstate__(self, state: dict) -> None:
-        self.extra = state["extra"]
-        self._main, self._recent = _Level(), _Level()
-        self._main.keys, self._main.df = state["keys"], state["df"]
-        if self.extra:
-            self._main.refs, self._main.bg = state["refs"], state["bg"]
+        got = KeyTable.from_arrays(state["extra"], state)
+        self.__dict__.update(got.__dict__)
 
 
 class Postings:
@@ -209,6 +363,9 @@ class Postings:
         self.packed = np.zeros(0, dtype=np.uint64)
         self._pending: dict[int, list[int]] = {}
         self._pending_n = 0
+        self.version = 0              # bumped when `packed` changes (a save rewrites it then)
+        self.pid: str | None = None
+        self.synced: str | None = None   # the saved index (manifest id) holding this `packed`
 
     def __len__(self) -> int:
         return len(self.packed) + self._pending_n
@@ -279,6 +436,7 @@ class Postings:
         if len(packed):
             packed = packed[alive((packed & _LOW32).astype(np.int64))]
         self.packed = packed
+        self.version += 1
 
     def all_keys(self) -> set[int]:
         out = set((self.packed & _LOW32).tolist())
@@ -286,15 +444,29 @@ class Postings:
             out.update(ks)
         return out
 
+    def pending_array(self) -> np.ndarray:
+        """The recent entries as packed uint64 (group << 32 | key), in insertion order per group."""
+        return self.__getstate__()["pending"]
+
+    @classmethod
+    def from_arrays(
+        cls, packed: np.ndarray, pending: np.ndarray, version: int = 0, pid: str | None = None, synced: str | None = None
+    ) -> Postings:
+        out = cls.__new__(cls)
+        out.__setstate__({"packed": packed, "pending": pending})
+        out.version, out.pid, out.synced = version, pid, synced
+        return out
+
     def __getstate__(self) -> dict:
         groups = np.fromiter((g for g, ks in self._pending.items() for _ in ks), dtype=np.uint64, count=self._pending_n)
         keys = np.fromiter((k for ks in self._pending.values() for k in ks), dtype=np.uint64, count=self._pending_n)
-        return {"packed": self.packed, "pending": (groups << _SHIFT) | keys}
+        return {"packed": self.packed, "pending": (groups << _SHIFT) | keys, "version": self.version}
 
     def __setstate__(self, state: dict) -> None:
         self.packed = state["packed"]
         self._pending = {}
         self._pending_n = 0
+        self.version, self.pid, self.synced = state.get("version", 0), None, None
         for p in state["pending"].tolist():
             self._pending.setdefault(p >> 32, []).append(p & 0xFFFFFFFF)
             self._pending_n += 1
@@ -309,7 +481,7 @@ def nbytes(obj) -> int:
     if isinstance(obj, _Level):
         return sum(a.nbytes for a in (obj.keys, obj.df, obj.refs, obj.bg))
     if isinstance(obj, KeyTable):
-        return nbytes(obj._main) + nbytes(obj._recent)
+        return nbytes(obj._main) + nbytes(obj._recent) + 16 * len(obj._over)
     if isinstance(obj, Postings):
         return obj.packed.nbytes + 8 * obj._pending_n
     if isinstance(obj, RowStore):
@@ -329,7 +501,7 @@ class RowStore:
     def __init__(self, columns: dict[str, tuple], buffers: dict[str, object]) -> None:
         self.base = 0
         self.live = 0
-        self.alive = Grow(bool)
+        self.alive = Grow(bool, mutable=True)
         self.widths = {name: w for name, (_, w) in columns.items()}
         self.cols = {name: Grow(dtype) for name, (dtype, _) in columns.items()}
         self.bufs = {name: Grow(dtype) for name, dtype in buffers.items()}

@@ -5,8 +5,10 @@ See the package docstring (pipeline.stories) for the whole ladder and its cost b
 Layout (no Python object per stored document, term or posting; see pipeline/stories/columns.py):
 
 * rows: per document, its publication time, story (a 64-bit key), link, score, counts, and where
-  its parts start in two flat buffers: `terms` (uint32) holds its term ids run by run (`_RUNS`),
-  then its line hashes; `names` (bytes) holds its doc_id, story_id and the doc_id it matched;
+  its parts start in two flat buffers: `terms` (uint32) holds its term ids run by run (`_STORED`),
+  then its line hashes, then the lead runs as bit masks over the runs they are a subset of (a
+  lead term is a copy of a title or first-lines term: 1 bit, not 4 bytes; `_pack_terms`);
+  `names` (bytes) holds its doc_id, story_id and the doc_id it matched;
 * `_terms`: term id -> document frequency, stored documents holding it, background df;
 * `_lines`: line hash -> counted documents holding the line (chrome detection);
 * postings (sorted uint64 arrays): salient term -> documents, story -> members, doc_id -> key;
@@ -21,7 +23,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain
 
 import numpy as np
 
@@ -54,6 +55,58 @@ LINKS = ("original", "exact_copy", "near_copy", "rewrite")
 _LINK_CODE = {name: n for n, name in enumerate(LINKS)}
 _DAY = 86_400.0
 _SALT = np.uint32(LEAD_SALT)
+
+
+# Runs stored as ids in a row's `terms`; each lead run is stored as a mask over its base run
+# (its ids XOR the lead salt are a subset of the base's), ids the base lacks (none, by
+# construction, but kept general) after the masks.
+_STORED = (R_N, R_X, R_P, R_W, R_DF, R_PDF, R_Y)
+_LEAD_OF = ((R_LW, R_W), (R_LN, R_N), (R_LX, R_X))
+
+
+def _pack_terms(runs: list[np.ndarray], line_hashes: np.ndarray) -> np.ndarray:
+    """A row's `terms`: the stored runs, the line hashes, the lead masks (uint32 words), extras."""
+    masks, extras = [], []
+    for lead, base in _LEAD_OF:
+        unsalted = runs[lead] ^ _SALT
+        masks.append(np.isin(runs[base], unsalted, assume_unique=True))
+        extras.append(runs[lead][~np.isin(unsalted, runs[base], assume_unique=True)])
+    bits = np.packbits(np.concatenate(masks), bitorder="little")
+    words = np.zeros((len(bits) + 3) // 4 * 4, dtype=np.uint8)
+    words[: len(bits)] = bits
+    return np.concatenate([*(runs[n] for n in _STORED), line_hashes, words.view(np.uint32), *extras])
+
+
+def _unpack_terms(flat: np.ndarray, lens: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """(runs, line hashes) of a row's `terms` (see `_pack_terms`); `lens` as stored."""
+    runs: list[np.ndarray] = [flat[:0]] * _N_RUNS
+    at = 0
+    for n in _STORED:
+        runs[n] = flat[at : at + lens[n]]
+        at += lens[n]
+    lines = flat[at : at + lens[_N_RUNS]]
+    at += lens[_N_RUNS]
+    nbits = int(sum(lens[base] for _, base in _LEAD_OF))
+    words = (nbits + 31) // 32
+    bits = np.unpackbits(flat[at : at + words].view(np.uint8), count=nbits, bitorder="little").view(bool)
+    at += words
+    start = 0
+    for lead, base in _LEAD_OF:
+        got = runs[base][bits[start : start + lens[base]]] ^ _SALT
+        start += lens[base]
+        extra = int(lens[lead]) - len(got)
+        if extra:
+            got = np.concatenate((got, flat[at : at + extra]))
+            at += extra
+        got.sort()
+        runs[lead] = got
+    return runs, lines
+
+
+def _packed_length(lens: np.ndarray) -> int:
+    """An upper bound of a row's `terms` length (its lead extras are at most its lead runs)."""
+    masked = int(sum(lens[base] for _, base in _LEAD_OF))
+    return int(lens.sum()) + (masked + 31) // 32
 
 
 def _run_of(term: str) -> int:
@@ -198,6 +251,7 @@ class StoryIndex:
         # documents, kept between adds (bounded; see _refresh_vectors).
         self._vectors_size = 0
         self._vector_cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._ids_cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()   # unpacked vector ids
         self._facts_cache: OrderedDict[int, PairFacts] = OrderedDict()
         self._newest: float | None = None
         self._oldest: float | None = None   # no live dated document is older (retention_days)
@@ -211,13 +265,29 @@ class StoryIndex:
         state = dict(self.__dict__)
         state["_observed"] = {}
         # The cached vectors stay (bounded): a loaded index then decides exactly as the saved one.
+        # As three flat arrays (keys in LRU order, lengths, values), not thousands of small ones.
+        cache = self._vector_cache
+        state["_vector_cache"] = (
+            np.fromiter(cache.keys(), dtype=np.int64, count=len(cache)),
+            np.fromiter(map(len, cache.values()), dtype=np.int64, count=len(cache)),
+            np.concatenate(list(cache.values())) if cache else np.zeros(0, dtype=np.float32),
+        )
         state["_facts_cache"] = OrderedDict()
+        state["_ids_cache"] = OrderedDict()
         state["pair_model"] = None
         state["_had_model"] = self.pair_model is not None
         return state
 
     def __setstate__(self, state: dict) -> None:
         had = state.pop("_had_model", False)
+        cache = state["_vector_cache"]
+        if isinstance(cache, tuple):
+            keys, lens, flat = cache
+            ends = np.cumsum(lens)
+            state["_vector_cache"] = OrderedDict(
+                (k, flat[e - n : e]) for k, n, e in zip(keys.tolist(), lens.tolist(), ends.tolist(), strict=True)
+            )
+        state.setdefault("_ids_cache", OrderedDict())
         self.__dict__.update(state)
         if had:
             self.pair_model = load_model()
@@ -372,9 +442,16 @@ class StoryIndex:
         return best
 
     def _member_ids(self, key: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids of the vector, lens) of a stored document."""
-        lens = self._rows.get("lens", key).astype(np.int64)
-        return self._rows.chunk("terms", key, int(lens[:_VECTOR_END].sum())), lens
+        """(ids of the vector, lens) of a stored document (unpacked once, kept beside its vector)."""
+        got = self._ids_cache.get(key)
+        if got is None:
+            runs, _ = self._unpacked(key)
+            got = self._ids_cache[key] = (np.concatenate(runs[:_VECTOR_END]), self._rows.get("lens", key).astype(np.int64))
+            if len(self._ids_cache) > self.settings.vector_cache_size:
+                self._ids_cache.popitem(last=False)
+        else:
+            self._ids_cache.move_to_end(key)
+        return got
 
     def _similarity(self, vector: _Vector, key: int) -> float:
         """The dot product of the weighted vectors of a new document and stored `key`."""
@@ -581,25 +658,24 @@ class StoryIndex:
 
     # -- indexing ------------------------------------------------------------------------------
 
-    def _stored_runs(self, key: int) -> list[np.ndarray]:
+    def _unpacked(self, key: int) -> tuple[list[np.ndarray], np.ndarray]:
         lens = self._rows.get("lens", key).astype(np.int64)
-        flat = self._rows.chunk("terms", key, int(lens.sum()))
-        ends = np.cumsum(lens)
-        return [flat[a:b] for a, b in zip(chain([0], ends[:_N_RUNS - 1]), ends[:_N_RUNS], strict=True)]
+        return _unpack_terms(self._rows.chunk("terms", key, _packed_length(lens)), lens)
+
+    def _stored_runs(self, key: int) -> list[np.ndarray]:
+        return self._unpacked(key)[0]
 
     def _stored(self, key: int) -> _Doc:
         """A stored document read back from the rows (what the pair features need)."""
         rows = self._rows
-        lens = rows.get("lens", key).astype(np.int64)
-        flat = rows.chunk("terms", key, int(lens.sum()))
-        runs = self._stored_runs(key)
+        runs, line_hashes = self._unpacked(key)
         when = float(rows.get("published", key))
         published = None if math.isnan(when) else when
         words = int(rows.get("words", key))
         doc_id, story_id, _ = self._names(key)
         return _Doc(
             key=key, doc_id=doc_id, published=published, runs=runs,
-            line_hashes=flat[int(lens[:_N_RUNS].sum()) :], salient=np.zeros(0, dtype=np.uint32),
+            line_hashes=line_hashes, salient=np.zeros(0, dtype=np.uint32),
             content_words=words, counted=bool(rows.get("counted", key)), story_id=story_id,
             link=LINKS[int(rows.get("link", key))], facts=_facts(runs, published, words),
         )
@@ -706,7 +782,7 @@ class StoryIndex:
                 "lens": lens,
                 "name_len": len(names),
             },
-            {"terms": np.concatenate([*doc.runs, doc.line_hashes]), "names": np.frombuffer(names, dtype=np.uint8)},
+            {"terms": _pack_terms(doc.runs, doc.line_hashes), "names": np.frombuffer(names, dtype=np.uint8)},
         )
         doc.key = key
         self._copies.insert(key, text)
@@ -753,6 +829,7 @@ class StoryIndex:
         self._rows.kill(key)
         self._copies.remove(key)
         self._vector_cache.pop(key, None)
+        self._ids_cache.pop(key, None)
         self._facts_cache.pop(key, None)
         if doc.counted:
             self._count(doc.df_ids(), doc.pair_ids(), -1)
