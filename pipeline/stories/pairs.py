@@ -141,12 +141,20 @@ class LogisticModel:
     coef: tuple[float, ...]
     intercept: float
     threshold: float
+    # Features that, when 1, make the pair no event in common (probability 0) whatever the rest
+    # says: a rule the regression does not weigh (`train._VETOES`; chosen out of fold).
+    vetoes: tuple[str, ...] = ()
+
+    def vetoed(self, features: np.ndarray) -> bool:
+        return any(features[FEATURES.index(name)] >= 1.0 for name in self.vetoes)
 
     def log_odds(self, features: np.ndarray) -> float:
         """The model's log-odds that the pair reports one event: what a story averages."""
         return float(np.dot(self.coef, features)) + self.intercept
 
     def probability(self, features: np.ndarray) -> float:
+        if self.vetoes and self.vetoed(features):
+            return 0.0
         z = self.log_odds(features)
         return 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
 
@@ -172,7 +180,9 @@ def model_from_dict(data: dict) -> PairModel:
             f"does not match this code (version {MODEL_VERSION}); retrain: python -m pipeline.stories.train"
         )
     parts = {
-        name: LogisticModel(tuple(float(c) for c in m["coef"]), float(m["intercept"]), float(m["threshold"]))
+        name: LogisticModel(
+            tuple(float(c) for c in m["coef"]), float(m["intercept"]), float(m["threshold"]), tuple(m.get("vetoes", ())),
+        )
         for name, m in data["models"].items()
     }
     return PairModel(int(data["version"]), parts["long"], parts["short"])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from pipeline.models import DedupDoc
 from pipeline.stories.index import StoryIndex
 from pipeline.stories.pairs import FEATURES
@@ -68,3 +70,22 @@ def _features(a: list[str], b: list[str]) -> dict[str, float]:
 def test_another_players_arrest_differs_in_protagonist_and_a_rewrite_does_not() -> None:
     assert _features(FIRST, SECOND)["protagonist_missing"] == 1.0
     assert _features(FIRST, FIRST_REWRITE)["protagonist_missing"] == 0.0
+
+
+def test_a_protagonist_conflict_vetoes_the_pair_in_the_shipped_model() -> None:
+    from pipeline.stories.pairs import load_model, model_from_dict
+    from pipeline.stories.train import model_to_dict
+
+    model = load_model()
+    assert "protagonist_missing" in model.long.vetoes
+    same = _features(FIRST, FIRST_REWRITE)
+    other = _features(FIRST, SECOND)
+
+    def vector(f: dict[str, float]) -> np.ndarray:
+        return np.array([f[name] for name in FEATURES])
+
+    assert model.long.probability(vector(other)) == 0.0
+    assert model.long.probability(vector(same)) > 0.0
+    # The rule travels with the saved model.
+    report = {"rows": 0, "out_of_fold": {}, "in_sample": {}}
+    assert model_from_dict(model_to_dict(model, report)).long.vetoes == model.long.vetoes
