@@ -30,6 +30,7 @@ from pipeline.models import DedupDoc, StoryAssignment
 from pipeline.stories.columns import KeyTable, Postings, RowStore, nbytes
 from pipeline.stories.copies import _CopyIndex
 from pipeline.stories.pairs import PairFacts, PairModel, facts_from_ids, load_model, pair_features
+from pipeline.stories.people import protagonist
 from pipeline.stories.settings import DedupSettings
 from pipeline.stories.text import (
     LEAD_SALT,
@@ -45,9 +46,9 @@ from pipeline.stories.text import (
 )
 
 # Runs of a document's term ids, in this order, each sorted by id.
-R_LW, R_LN, R_LX, R_N, R_X, R_P, R_W, R_DF, R_PDF, R_Y = range(10)
-_N_RUNS = 10
-_WIDTH = 11         # `lens`: the length of each run, then of its line hashes
+R_LW, R_LN, R_LX, R_N, R_X, R_P, R_W, R_DF, R_PDF, R_Y, R_K = range(11)
+_N_RUNS = 11      # R_K: the protagonist's name id (pipeline/stories/people.py), none or one
+_WIDTH = 12         # `lens`: the length of each run, then of its line hashes
 # The four spaces of the similarity: lead (words, names, numbers), names and numbers, pairs, words.
 _SPACES = ((R_LW, R_LX + 1), (R_N, R_X + 1), (R_P, R_P + 1), (R_W, R_W + 1))
 _VECTOR_END = R_W + 1   # runs before this one make the weighted vector
@@ -194,6 +195,12 @@ def _utc(when: datetime | None) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
+def _protagonist_ids(text: _Text, lead_lines: int) -> np.ndarray:
+    """The id of the text's protagonist as a name term ("n:" id, as in R_N), or none."""
+    name = protagonist(text.title, text.body, lead_lines)
+    return np.array([] if name is None else [term_id("n:" + name)], dtype=np.uint32)
+
+
 def _facts(runs: list[np.ndarray], published: float | None, content_words: int) -> PairFacts:
     return facts_from_ids(
         lead_names=(runs[R_LN] ^ _SALT).tolist(),
@@ -201,6 +208,7 @@ def _facts(runs: list[np.ndarray], published: float | None, content_words: int) 
         names=runs[R_N].tolist(),
         numbers=runs[R_X].tolist(),
         years=runs[R_Y].tolist(),
+        protagonist=runs[R_K].tolist(),
         published=published,
         content_words=content_words,
     )
@@ -705,6 +713,7 @@ class StoryIndex:
             runs.append(np.unique(ids))
         years = sorted({int(t[3:]) for t in by_run[R_X] if len(t) == 7 and t[3:].isdigit() and 1900 <= int(t[3:]) <= 2099})
         runs.append(np.array(years, dtype=np.uint32))
+        runs.append(_protagonist_ids(text, s.lead_lines))
         published = _timestamp(doc.published)
         words = len(runs[R_W])
         # Background df of every term the table may have to create: the held runs and the df-only one.

@@ -10,7 +10,9 @@ The features say *how much the texts share* (a TF-IDF cosine per space: the lead
 numbers, adjacent word pairs, content words) and *what tells one event from another of the same
 kind* (two earthquakes in one region, two arrests of one man years apart): years that differ,
 numbers in the leads that differ, lead names one text has and the other lacks, weekdays and
-months of the leads that differ. None names a document, a place or a topic.
+months of the leads that differ, and a protagonist (the person a text is about, from how its
+names are written: pipeline/stories/people.py) that the other text never names - two arrests of
+different players of one team share everything else. None names a document, a place or a topic.
 
 Two models share the features: ``long`` for pairs of full articles, ``short`` when either text
 has fewer than `DedupSettings.min_rewrite_terms` content words (a feed entry, a page whose
@@ -39,7 +41,7 @@ MODEL_PATH = Path(__file__).with_name("pair_model.json")
 # two publications was tried: its only labelled pairs are entries of one day, so it learned
 # -15 per log-day and kept a rewrite published a day later out of its story. The time window
 # (`window_days`) stays the rule for time until there is labelled data across days.
-MODEL_VERSION = 1
+MODEL_VERSION = 2   # 2: protagonist_missing (a saved index of version 1 has no protagonist run: rebuilt)
 
 FEATURES = (
     "cos_lead",            # cosine of the title + first lines (words and names)
@@ -54,6 +56,7 @@ FEATURES = (
     "lead_weekdays_disjoint",  # both leads name a weekday (the event's day), and none in common
     "lead_months_disjoint",    # both leads name a month, and none in common
     "min_words_log",       # log(1 + content words of the shorter text); the short model only (train._LONG_WITHOUT)
+    "protagonist_missing",  # both texts have a protagonist (people.py), and one text's is not among the other's names
 )
 
 
@@ -83,15 +86,17 @@ class PairFacts:
     names: frozenset[int]          # every name of the text
     published: float | None
     content_words: int
+    protagonist: frozenset[int] = frozenset()   # the id of its protagonist's name (pipeline/stories/people.py), if any
 
 
 def facts_from_ids(
-    *, lead_names, lead_numbers, names, numbers, years, published: float | None, content_words: int
+    *, lead_names, lead_numbers, names, numbers, years, published: float | None, content_words: int,
+    protagonist=(),
 ) -> PairFacts:
     """The facts of a document from the ids of its terms (lead ids unsalted, as "n:" ids)."""
     return PairFacts(
         frozenset(years), frozenset(numbers) - _ONE_DIGIT, frozenset(lead_numbers) - _ONE_DIGIT,
-        frozenset(lead_names), frozenset(names), published, content_words,
+        frozenset(lead_names), frozenset(names), published, content_words, frozenset(protagonist),
     )
 
 
@@ -122,6 +127,8 @@ def pair_features(cosines: tuple[float, float, float, float], a: PairFacts, b: P
             float(bool(days_a) and bool(days_b) and not days_a & days_b),
             float(bool(months_a) and bool(months_b) and not months_a & months_b),
             math.log1p(min(a.content_words, b.content_words)),
+            float(bool(a.protagonist) and bool(b.protagonist)
+                  and not (a.protagonist <= b.names and b.protagonist <= a.names)),
         ],
         dtype=np.float64,
     )
@@ -134,12 +141,20 @@ class LogisticModel:
     coef: tuple[float, ...]
     intercept: float
     threshold: float
+    # Features that, when 1, make the pair no event in common (probability 0) whatever the rest
+    # says: a rule the regression does not weigh (`train._VETOES`; chosen out of fold).
+    vetoes: tuple[str, ...] = ()
+
+    def vetoed(self, features: np.ndarray) -> bool:
+        return any(features[FEATURES.index(name)] >= 1.0 for name in self.vetoes)
 
     def log_odds(self, features: np.ndarray) -> float:
         """The model's log-odds that the pair reports one event: what a story averages."""
         return float(np.dot(self.coef, features)) + self.intercept
 
     def probability(self, features: np.ndarray) -> float:
+        if self.vetoes and self.vetoed(features):
+            return 0.0
         z = self.log_odds(features)
         return 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
 
@@ -165,7 +180,9 @@ def model_from_dict(data: dict) -> PairModel:
             f"does not match this code (version {MODEL_VERSION}); retrain: python -m pipeline.stories.train"
         )
     parts = {
-        name: LogisticModel(tuple(float(c) for c in m["coef"]), float(m["intercept"]), float(m["threshold"]))
+        name: LogisticModel(
+            tuple(float(c) for c in m["coef"]), float(m["intercept"]), float(m["threshold"]), tuple(m.get("vetoes", ())),
+        )
         for name, m in data["models"].items()
     }
     return PairModel(int(data["version"]), parts["long"], parts["short"])
