@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from wordfreq import get_frequency_dict, zipf_frequency
+from wordfreq import freq_to_zipf, get_frequency_dict, zipf_frequency
 
 from pipeline.models import DedupDoc
 from pipeline.stories.settings import DedupSettings
@@ -73,19 +73,35 @@ _COMMON_OPENER_ZIPF = 4.5   # a capitalised word this common that opens a senten
 _RUN_SPACES = ("l:", "n:", "p:", "w:")   # the order of the spaces in a sorted tuple of terms
 
 
+def _wordfreq_zipf(freq: float) -> float:
+    """`zipf_frequency` of a word that is one token with this listed frequency: wordfreq's own
+    arithmetic (combine one token, round to 3 significant digits, to the Zipf scale, round to 2)."""
+    one_over = 0.0
+    one_over += 1.0 / freq
+    combined = 1.0 / one_over
+    combined = round(combined, math.floor(-math.log(combined, 10)) + 3)
+    return round(freq_to_zipf(combined), 2)
+
+
 @lru_cache(maxsize=1)
-def _english_words() -> tuple[frozenset[str], float]:
-    """The words wordfreq knows, and the Zipf frequency it gives a word it does not know."""
-    return frozenset(get_frequency_dict("en")), zipf_frequency("qxzqxzqxzqxz", "en")
+def _english_words() -> tuple[dict[str, float], dict[float, float], float]:
+    """The words wordfreq knows with their frequencies, the Zipf frequency of each listed
+    frequency (a few hundred bands), and the Zipf frequency it gives a word it does not know."""
+    freqs = get_frequency_dict("en")
+    bands = {f: _wordfreq_zipf(f) for f in set(freqs.values())}
+    return freqs, bands, zipf_frequency("qxzqxzqxzqxz", "en")
 
 
 @lru_cache(maxsize=300_000)
 def _zipf(word: str) -> float:
-    known, unknown = _english_words()
-    # A lowercase ASCII word is its own single token: when wordfreq does not list it (a name, a
-    # rare word) the answer is known without its tokenizer, the costly part of a lookup.
-    if word not in known and word.isascii() and word.isalpha() and word.islower():
-        return unknown
+    freqs, bands, unknown = _english_words()
+    # A lowercase ASCII word is its own single token, so its answer is known without wordfreq's
+    # tokenizer (the costly part of a lookup): its band's Zipf frequency when wordfreq lists it
+    # (the same figure for every such word of the list: tests/stories/test_text.py), else the
+    # unknown word's.
+    if word.isascii() and word.isalpha() and word.islower():
+        freq = freqs.get(word)
+        return unknown if freq is None else bands[freq]
     return zipf_frequency(word, "en")
 
 
