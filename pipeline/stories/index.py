@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -33,10 +33,10 @@ from pipeline.stories.settings import DedupSettings
 from pipeline.stories.text import (
     LEAD_SALT,
     _background_df,
-    _cut,
     _LineTerms,
     _Text,
     _word_background_df,
+    cut_document,
     hash32,
     hash64,
     story_id_for,
@@ -250,20 +250,22 @@ class StoryIndex:
         key = self._key_of(doc_id)
         return None if key is None else self._assignment(key)
 
-    def observe(self, docs: Iterable[DedupDoc]) -> None:
+    def observe(self, docs: Iterable[DedupDoc], cuts: Iterable[tuple[_Text, _LineTerms] | None] | None = None) -> None:
         """Count documents into the IDF statistics before they are added.
 
         A batch observed first is judged with the IDF of the whole batch rather than of the part
         added so far. Copies within the batch (or of indexed documents) are counted once; a doc_id
         is never counted twice, also when it is added later.
+
+        `cuts`, one per document (None: cut here), are `text.cut_document(doc, settings)` made
+        elsewhere, e.g. by the worker that extracted the document.
         """
         probe = _CopyIndex(self.settings)
         n = 0
-        for doc in docs:
+        for doc, made in zip(docs, repeat(None) if cuts is None else cuts, strict=False):
             if doc.doc_id in self._observed or self._key_of(doc.doc_id) is not None:
                 continue
-            text = _cut(doc, self.settings)
-            cut = _LineTerms(text.title, text.body, self.settings)
+            text, cut = made if made is not None else cut_document(doc, self.settings)
             counted = self._copies.find(text) is None and probe.find(text) is None
             if counted:
                 probe.insert(n, text)
@@ -288,8 +290,7 @@ class StoryIndex:
         if observed:
             counted, text, cut = prepared
         else:
-            text = _cut(doc, self.settings)
-            cut = _LineTerms(text.title, text.body, self.settings)
+            text, cut = cut_document(doc, self.settings)
         copy = self._copies.find(text)
         if not observed:
             counted = copy is None

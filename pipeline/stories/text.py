@@ -283,6 +283,18 @@ def _cut(doc: DedupDoc, settings: DedupSettings) -> _Text:
     )
 
 
+def cut_document(doc: DedupDoc, settings: DedupSettings, *, fill: bool = False) -> tuple[_Text, _LineTerms]:
+    """A document cut for the index: its `_Text` and its `_LineTerms` (what depends on the document
+    alone). `fill`: cut every line's terms now, as a worker does that makes them for the fold."""
+    text = _cut(doc, settings)
+    cut = _LineTerms(text.title, text.body, settings)
+    if fill:
+        for n in range(len(text.body)):
+            cut.line(n)
+        cut.title_terms()
+    return text, cut
+
+
 # ---------------------------------------------------------------------------------------------
 # Term ids: 32-bit hashes of the term keys, stable across processes (a saved index keeps them).
 # Two terms share an id with probability ~1e-9 per pair: a vanishing error in a document
@@ -292,8 +304,10 @@ LEAD_SALT = 0x5BD1E995   # the id of a lead term is its base term's id XOR this
 
 
 def term_id(term: str) -> int:
-    # Word pairs seldom repeat: caching their ids would only fill the cache.
-    return _uncached_id(term) if term[0] == "p" else _cached_id(term)
+    # Word pairs seldom repeat across documents, so they have their own small cache: it serves the
+    # several look-ups of one document's pairs (sampling, counting, indexing) without evicting the
+    # ids of words, which repeat across documents.
+    return _pair_id(term) if term[0] == "p" else _cached_id(term)
 
 
 def _uncached_id(term: str) -> int:
@@ -301,6 +315,7 @@ def _uncached_id(term: str) -> int:
 
 
 _cached_id = lru_cache(maxsize=300_000)(_uncached_id)
+_pair_id = lru_cache(maxsize=65_536)(_uncached_id)
 
 
 def hash32(text: str) -> int:
