@@ -48,10 +48,10 @@ class ArticlePrep:
     """What the fold and the matcher need of one article that depends on that article alone,
     made where it was extracted (on a worker process when extraction runs on several,
     `pipeline.stages.prepare`), so that only the index look-ups run on the fold's one key:
-    its cut text and line terms (`pipeline.stories.text.cut_document`), its wire agency and its
-    topic matches."""
+    what the story index makes of it alone (`pipeline.stories.index.prepare_document`), its wire
+    agency and its topic matches."""
 
-    cut: tuple
+    doc: tuple
     wire_agency: str | None
     matches: tuple[TopicMatch, ...] | None
 
@@ -113,7 +113,7 @@ class StoryHistory:
         preps: list[ArticlePrep | None] = [entry[2] if len(entry) > 2 else None for entry in ordered]
         # Count the whole batch into the word statistics first, so the batch's early articles are
         # weighed against the same corpus as its late ones (matters most on a first run).
-        index.observe((as_dedup_doc(entry[1]) for entry in ordered), [p.cut if p else None for p in preps])
+        index.observe((as_dedup_doc(entry[1]) for entry in ordered), [p.doc if p else None for p in preps])
         out: list[Folded] = []
         for (item, art, *_), prep in zip(ordered, preps, strict=True):
             wire = prep.wire_agency if prep is not None else detect_wire_agency(art.text)

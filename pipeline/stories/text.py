@@ -215,8 +215,31 @@ def _background_df(term: str, prior_docs: float, doc_length: float) -> float:
     return _word_background_df(term, prior_docs, doc_length)
 
 
-@lru_cache(maxsize=200_000)
+class _Memo(dict):
+    """A bounded memo that is emptied when full (for keys that are cheap to recompute), with less
+    overhead per look-up than lru_cache."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value):
+        if len(self) >= self.size:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_backgrounds = _Memo(200_000)   # (term, prior_docs, doc_length) -> background df
+
+
 def _word_background_df(term: str, prior_docs: float, doc_length: float) -> float:
+    key = (term, prior_docs, doc_length)
+    got = _backgrounds.get(key)
+    return got if got is not None else _backgrounds.put(key, _computed_background_df(term, prior_docs, doc_length))
+
+
+def _computed_background_df(term: str, prior_docs: float, doc_length: float) -> float:
     space, word = term[:2], term[2:]
     zipf = _stem_zipf(word) if space == "w:" else _zipf(word.lstrip("#"))
     if zipf <= 0:
@@ -283,16 +306,11 @@ def _cut(doc: DedupDoc, settings: DedupSettings) -> _Text:
     )
 
 
-def cut_document(doc: DedupDoc, settings: DedupSettings, *, fill: bool = False) -> tuple[_Text, _LineTerms]:
+def cut_document(doc: DedupDoc, settings: DedupSettings) -> tuple[_Text, _LineTerms]:
     """A document cut for the index: its `_Text` and its `_LineTerms` (what depends on the document
-    alone). `fill`: cut every line's terms now, as a worker does that makes them for the fold."""
+    alone)."""
     text = _cut(doc, settings)
-    cut = _LineTerms(text.title, text.body, settings)
-    if fill:
-        for n in range(len(text.body)):
-            cut.line(n)
-        cut.title_terms()
-    return text, cut
+    return text, _LineTerms(text.title, text.body, settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,18 +322,20 @@ LEAD_SALT = 0x5BD1E995   # the id of a lead term is its base term's id XOR this
 
 
 def term_id(term: str) -> int:
-    # Word pairs seldom repeat across documents, so they have their own small cache: it serves the
-    # several look-ups of one document's pairs (sampling, counting, indexing) without evicting the
-    # ids of words, which repeat across documents.
-    return _pair_id(term) if term[0] == "p" else _cached_id(term)
+    # Word pairs seldom repeat across documents, so they have their own small memo: it serves the
+    # several look-ups of one document's pairs (sampling, counting, indexing) without emptying the
+    # memo of words, which repeat across documents.
+    memo = _pair_ids if term[0] == "p" else _term_ids
+    got = memo.get(term)
+    return got if got is not None else memo.put(term, _uncached_id(term))
 
 
 def _uncached_id(term: str) -> int:
     return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big")
 
 
-_cached_id = lru_cache(maxsize=300_000)(_uncached_id)
-_pair_id = lru_cache(maxsize=65_536)(_uncached_id)
+_term_ids = _Memo(300_000)
+_pair_ids = _Memo(65_536)
 
 
 def hash32(text: str) -> int:

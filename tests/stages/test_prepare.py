@@ -38,12 +38,18 @@ def _pair(n: int, text: str, title: str, hours: int) -> tuple[FeedItem, Article]
     return item, article
 
 
+BLURB = "\nSign up for our morning newsletter to get the news of the day before breakfast every weekday."
+
+
 def _batch() -> list[tuple[FeedItem, Article]]:
+    # Two unrelated articles end in the same newsletter blurb: the later one's blurb is chrome, so
+    # its prepared document (made where no line is chrome) is made again by the fold.
     return [
-        _pair(1, SANCTIONS, "EU agrees new sanctions on Russia", 0),
+        _pair(1, SANCTIONS + BLURB, "EU agrees new sanctions on Russia", 0),
+        _pair(6, HARBOUR.replace("harbour", "river") + BLURB, "River budget approved", 1),
         _pair(2, SANCTIONS.replace("Friday", "Friday evening"), "New EU sanctions package on Russia", 1),  # a near copy
         _pair(3, HARBOUR, "Harbour budget approved", 2),
-        _pair(4, SANCTIONS, "EU sanctions", 3),  # an exact copy
+        _pair(4, SANCTIONS + BLURB, "EU sanctions", 3),  # an exact copy
         _pair(5, HARBOUR.replace("Tuesday", "Tuesday night") + "\nThe opposition called it reckless.", "Budget passes", 4),
     ]
 
