@@ -123,7 +123,6 @@ def _hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-@lru_cache(maxsize=300_000)
 def _token_info(token: str, stop_zipf: float) -> tuple[str | None, bool, str | None, str | None]:
     """(name term, whether a sentence opener that common is no name, content stem, its "w:" term).
 
@@ -141,21 +140,44 @@ def _lead_term(term: str) -> str:
     return sys.intern("l:" + term)
 
 
+class _Memo(dict):
+    """A bounded memo that is emptied when full (for keys that are cheap to recompute), with less
+    overhead per look-up than lru_cache."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value):
+        if len(self) >= self.size:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_token_infos: dict[float, _Memo] = {}   # stop_zipf -> token -> _token_info(token, stop_zipf)
+_TOKEN_SPLIT = re.compile(f"({_TOKEN.pattern})")   # tokens at odd indices, what lies between at even
+
+
 def _line_terms(line: str, stop_zipf: float) -> frozenset[str]:
     """The "w:", "n:" and "p:" terms of one line."""
     terms: set[str] = set()
-    previous_end = 0
     content: list[str] = []
-    for match in _TOKEN.finditer(line):
-        token = match.group()
-        start = match.start()
-        opens_sentence = previous_end == 0 or not _SENTENCE_END.isdisjoint(line[previous_end:start])
-        previous_end = match.end()
+    infos = _token_infos.get(stop_zipf)
+    if infos is None:
+        infos = _token_infos[stop_zipf] = _Memo(300_000)
+    parts = _TOKEN_SPLIT.split(line)
+    for i in range(1, len(parts), 2):
+        token = parts[i]
         if token[0].isdigit():
             terms.add("n:#" + token.replace(",", ""))
             continue
-        name, common_opener, stem, word = _token_info(token, stop_zipf)
-        if name is not None and not (opens_sentence and common_opener):
+        info = infos.get(token)
+        if info is None:
+            info = infos.put(token, _token_info(token, stop_zipf))
+        name, common_opener, stem, word = info
+        # A sentence opens the line, or follows a sentence end between this token and the last.
+        if name is not None and not (common_opener and (i == 1 or not _SENTENCE_END.isdisjoint(parts[i - 1]))):
             terms.add(name)
         if stem is not None:
             content.append(stem)
@@ -213,21 +235,6 @@ def _background_df(term: str, prior_docs: float, doc_length: float) -> float:
     if term.startswith("p:"):
         return 0.0
     return _word_background_df(term, prior_docs, doc_length)
-
-
-class _Memo(dict):
-    """A bounded memo that is emptied when full (for keys that are cheap to recompute), with less
-    overhead per look-up than lru_cache."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key, value):
-        if len(self) >= self.size:
-            self.clear()
-        self[key] = value
-        return value
 
 
 _backgrounds = _Memo(200_000)   # (term, prior_docs, doc_length) -> background df
