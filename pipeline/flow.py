@@ -19,6 +19,7 @@ runner chosen by name and options.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -37,6 +38,7 @@ from pipeline.stages.dedup import DedupSettings
 from pipeline.stages.download import DownloadPages
 from pipeline.stages.extract import ExtractArticles, Rejected
 from pipeline.stages.match import MatchTopics
+from pipeline.stages.prepare import prepare_article
 from pipeline.stages.stories import FoldStories
 
 
@@ -144,7 +146,12 @@ def process_pages(p: beam.Pipeline, pages, history: Sequence[tuple[DedupDoc, str
     history_pc = p | "ReadHistory" >> beam.Create(list(history))
     ok = pages | "Fetched" >> beam.Filter(_fetched)
     failed = pages | "NotFetched" >> beam.Filter(_not_fetched)
-    extracted = ok | "ExtractArticles" >> ExtractArticles(opts.min_text_chars, opts.now, opts.extract_processes)
+    prepare = None
+    if opts.extract_processes > 1:
+        # The worker processes that extract also cut each article for the fold and match it
+        # (pipeline.stages.prepare), so that little but the index look-ups is left serial.
+        prepare = functools.partial(prepare_article, settings=opts.dedup, topics_dir=str(Path(opts.topics_dir).resolve()))
+    extracted = ok | "ExtractArticles" >> ExtractArticles(opts.min_text_chars, opts.now, opts.extract_processes, prepare)
     folded = extracted.articles | "FoldStories" >> FoldStories(opts.dedup, history_pc, opts.warm_stories)
     matched = folded | "MatchTopics" >> MatchTopics(opts.topics_dir)
     return (

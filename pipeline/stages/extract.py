@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -198,12 +199,18 @@ def _is_article(out: object) -> bool:
     return not isinstance(out, Rejected)
 
 
-def _extract_outcome(page: Page, min_chars: int, now: datetime):
-    """What ExtractArticles emits for one page: (FeedItem, Article), or Rejected."""
+def _extract_outcome(page: Page, min_chars: int, now: datetime, prepare: Callable | None = None):
+    """What ExtractArticles emits for one page: (FeedItem, Article), or with `prepare`
+    (FeedItem, Article, prepare(item, article)); or Rejected."""
     out = extract_article(page, min_chars=min_chars, now=now)
+    if isinstance(out, Rejected):
+        return out
     # The page goes along, compressed, to be stored for `newsmon reprocess` (in the worker, when
     # extraction runs on worker processes, so the compression is spread over them too).
-    return out if isinstance(out, Rejected) else (page.item, replace(out, page=pack_page(page.html)))
+    article = replace(out, page=pack_page(page.html))
+    if prepare is None:
+        return (page.item, article)
+    return (page.item, article, prepare(page.item, out))
 
 
 class _ExtractFn(beam.DoFn):
@@ -215,8 +222,9 @@ class _ExtractFn(beam.DoFn):
     runner that honours it: the in-process FnApiRunner does (Beam's DaskRunner does not, which is
     why the settings allow `extract_processes` > 1 only with FnApiRunner)."""
 
-    def __init__(self, min_chars: int, now: datetime, processes: int = 1) -> None:
+    def __init__(self, min_chars: int, now: datetime, processes: int = 1, prepare: Callable | None = None) -> None:
         self.min_chars, self.now, self.processes = min_chars, now, processes
+        self.prepare = prepare
         self._pending: list = []
 
     def start_bundle(self) -> None:
@@ -224,11 +232,11 @@ class _ExtractFn(beam.DoFn):
 
     def process(self, page: Page, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
         if self.processes <= 1:
-            yield _extract_outcome(page, self.min_chars, self.now)
+            yield _extract_outcome(page, self.min_chars, self.now, self.prepare)
             return
         from pipeline.stages.pool import shared_pool
 
-        future = shared_pool(self.processes).submit(_extract_outcome, page, self.min_chars, self.now)
+        future = shared_pool(self.processes).submit(_extract_outcome, page, self.min_chars, self.now, self.prepare)
         self._pending.append((future, timestamp, window))
         # Keep every worker busy, and this process's memory bounded: past a few pages per worker,
         # wait for the oldest.
@@ -258,16 +266,20 @@ class ExtractArticles(beam.PTransform):
     DaskRunner hands every element to every output), and a Filter is understood by all.
 
     `processes` > 1: pages are extracted on that many worker processes kept between batches (the
-    in-process runner's way to use several cores; see `_ExtractFn`)."""
+    in-process runner's way to use several cores; see `_ExtractFn`).
 
-    def __init__(self, min_chars: int, now: datetime, processes: int = 1) -> None:
+    `prepare(item, article)` (picklable): more per-article work done where the article is
+    extracted; an article then comes out as (FeedItem, Article, what prepare returned)."""
+
+    def __init__(self, min_chars: int, now: datetime, processes: int = 1, prepare: Callable | None = None) -> None:
         super().__init__()
         self.min_chars = min_chars
         self.now = now
         self.processes = processes
+        self.prepare = prepare
 
     def expand(self, pages):
-        outcomes = pages | "Extract" >> beam.ParDo(_ExtractFn(self.min_chars, self.now, self.processes))
+        outcomes = pages | "Extract" >> beam.ParDo(_ExtractFn(self.min_chars, self.now, self.processes, self.prepare))
         return Extracted(
             articles=outcomes | "Articles" >> beam.Filter(_is_article),
             rejected=outcomes | "Rejected" >> beam.Filter(_is_rejected),

@@ -17,7 +17,7 @@ from pathlib import Path
 import apache_beam as beam
 import yaml
 
-from pipeline.models import ItemResult, TopicMatch
+from pipeline.models import Article, ItemResult, TopicMatch
 from pipeline.stages.stories import Folded
 from pipeline.stages.topics import Topic, load_topics, match_article, should_alert
 
@@ -71,14 +71,19 @@ def cached_topics(directory: str | Path) -> list[Topic]:
     return topics
 
 
+def topic_matches(article: Article, topics: list[Topic]) -> tuple[TopicMatch, ...]:
+    """The article's topic matches, each flagged whether it alerts."""
+    by_id = {t.id: t for t in topics}
+    return tuple(
+        replace(m, alert=should_alert(m, by_id[m.topic]))
+        for m in match_article(article.article_id, article.title, article.text, topics)
+    )
+
+
 def match_folded(f: Folded, topics: list[Topic]) -> ItemResult:
     matches: tuple[TopicMatch, ...] = ()
     if f.disposition == "stored":
-        by_id = {t.id: t for t in topics}
-        matches = tuple(
-            replace(m, alert=should_alert(m, by_id[m.topic]))
-            for m in match_article(f.article.article_id, f.article.title, f.article.text, topics)
-        )
+        matches = f.matches if f.matches is not None else topic_matches(f.article, topics)
     return ItemResult(
         item=f.item,
         disposition=f.disposition,

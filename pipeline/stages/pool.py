@@ -27,7 +27,7 @@ def shared_pool(processes: int) -> ProcessPoolExecutor:
         if pool is None:
             ctx = multiprocessing.get_context("forkserver")
             # Workers import the extraction stage once, in the server, and fork from there warm.
-            ctx.set_forkserver_preload(["pipeline.stages.extract"])
+            ctx.set_forkserver_preload(["pipeline.stages.extract", "pipeline.stages.prepare"])
             pool = _pools[processes] = ProcessPoolExecutor(processes, mp_context=ctx)
         return pool
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import apache_beam as beam
 
-from pipeline.models import Article, DedupDoc, FeedItem, StoryAssignment
+from pipeline.models import Article, DedupDoc, FeedItem, StoryAssignment, TopicMatch
 from pipeline.stages.dedup import DedupSettings, StoryIndex
 from pipeline.stages.extract import detect_wire_agency
 
@@ -38,14 +38,30 @@ class Folded:
     disposition: str              # stored, duplicate_url or exact_copy
     detail: str | None
     wire_agency: str | None
+    # The article's topic matches when they were made beside its extraction (`ArticlePrep`),
+    # else None: MatchTopics then matches it (either way only a stored article keeps them).
+    matches: tuple[TopicMatch, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ArticlePrep:
+    """What the fold and the matcher need of one article that depends on that article alone,
+    made where it was extracted (on a worker process when extraction runs on several,
+    `pipeline.stages.prepare`), so that only the index look-ups run on the fold's one key:
+    what the story index makes of it alone (`pipeline.stories.index.prepare_document`), its wire
+    agency and its topic matches."""
+
+    doc: tuple
+    wire_agency: str | None
+    matches: tuple[TopicMatch, ...] | None
 
 
 def as_dedup_doc(a: Article) -> DedupDoc:
     return DedupDoc(a.article_id, a.text, a.title, a.canonical_url, a.published, a.sitename or a.feed_id)
 
 
-def _order(pair: tuple[FeedItem, Article]) -> tuple[str, str, bool, str]:
-    item, a = pair
+def _order(pair: tuple) -> tuple[str, str, bool, str]:
+    item, a = pair[0], pair[1]
     when = a.published.astimezone(UTC).isoformat() if a.published else "9999"
     # When one article arrives through several items, the one linked by its clean URL (not a
     # tracking-parameter variant from another feed) is the one stored.
@@ -87,34 +103,40 @@ class StoryHistory:
         while self._undated and self._undated[0][0] < since:
             self.index.forget(self._undated.popleft()[1])
 
-    def fold(self, articles: Iterable[tuple[FeedItem, Article]]) -> list[Folded]:
-        """Assign every article of a batch to a story, and index it for the batches after."""
+    def fold(self, articles: Iterable[tuple]) -> list[Folded]:
+        """Assign every article of a batch to a story, and index it for the batches after.
+
+        `articles`: (FeedItem, Article) pairs, or (FeedItem, Article, ArticlePrep) triples.
+        """
         index = self.index
         ordered = sorted(articles, key=_order)
+        preps: list[ArticlePrep | None] = [entry[2] if len(entry) > 2 else None for entry in ordered]
         # Count the whole batch into the word statistics first, so the batch's early articles are
         # weighed against the same corpus as its late ones (matters most on a first run).
-        index.observe(as_dedup_doc(a) for _, a in ordered)
+        index.observe((as_dedup_doc(entry[1]) for entry in ordered), [p.doc if p else None for p in preps])
         out: list[Folded] = []
-        for item, art in ordered:
-            wire = detect_wire_agency(art.text)
+        for (item, art, *_), prep in zip(ordered, preps, strict=True):
+            wire = prep.wire_agency if prep is not None else detect_wire_agency(art.text)
+            matches = prep.matches if prep is not None else None
             known = index.assignment_of(art.article_id)
             if known is not None:
                 # Same canonical URL as an article already indexed: the same article seen again.
                 asg = StoryAssignment(art.article_id, known.story_id, "exact_copy", art.article_id, 1.0)
-                out.append(Folded(item, art, asg, "duplicate_url", f"same canonical URL as article {art.article_id}", wire))
+                out.append(Folded(item, art, asg, "duplicate_url", f"same canonical URL as article {art.article_id}", wire,
+                                  matches))
                 continue
             asg = index.add(as_dedup_doc(art))
             if art.published is None:
                 self._undated.append((art.fetched_at, art.article_id))
             if asg.link == "exact_copy":
-                out.append(Folded(item, art, asg, "exact_copy", f"same text as article {asg.matched_doc_id}", wire))
+                out.append(Folded(item, art, asg, "exact_copy", f"same text as article {asg.matched_doc_id}", wire, matches))
             else:
-                out.append(Folded(item, art, asg, "stored", None, wire))
+                out.append(Folded(item, art, asg, "stored", None, wire, matches))
         return out
 
 
 def fold_batch(
-    articles: Iterable[tuple[FeedItem, Article]],
+    articles: Iterable[tuple],
     history: Sequence[tuple[DedupDoc, str]],
     settings: DedupSettings,
 ) -> list[Folded]:
@@ -173,7 +195,8 @@ class _FoldFn(beam.DoFn):
 
 
 class FoldStories(beam.PTransform):
-    """(FeedItem, Article) pairs -> Folded, with the stored history as a side input."""
+    """(FeedItem, Article) pairs, or (FeedItem, Article, ArticlePrep) triples -> Folded, with the
+    stored history as a side input."""
 
     def __init__(self, settings: DedupSettings, history, warm: str | None = None) -> None:
         super().__init__()

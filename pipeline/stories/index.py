@@ -21,8 +21,9 @@ import heapq
 import math
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from itertools import repeat
 
 import numpy as np
 
@@ -35,10 +36,10 @@ from pipeline.stories.settings import DedupSettings
 from pipeline.stories.text import (
     LEAD_SALT,
     _background_df,
-    _cut,
     _LineTerms,
     _Text,
     _word_background_df,
+    cut_document,
     hash32,
     hash64,
     story_id_for,
@@ -252,9 +253,9 @@ class StoryIndex:
         # Body lines of the counted documents -> how many contain them. A line a document shares
         # verbatim with a document it does not copy is chrome or a stock phrase, not its story.
         self._lines = KeyTable(extra=False)
-        # doc_id -> (counted, its cut text, its line terms): observed, not added yet. add() reuses
-        # them, so a batch's texts are tokenised once.
-        self._observed: dict[str, tuple[bool, _Text, _LineTerms]] = {}
+        # doc_id -> (counted, its cut text, its line terms, its prepared _Doc or None): observed,
+        # not added yet. add() reuses them, so a batch's texts are tokenised once.
+        self._observed: dict[str, tuple[bool, _Text, _LineTerms, _Doc | None]] = {}
         # Weighted vectors (float32 over a member's vector ids) and pair facts of stored
         # documents, kept between adds (bounded; see _refresh_vectors).
         self._vectors_size = 0
@@ -328,28 +329,38 @@ class StoryIndex:
         key = self._key_of(doc_id)
         return None if key is None else self._assignment(key)
 
-    def observe(self, docs: Iterable[DedupDoc]) -> None:
+    def observe(self, docs: Iterable[DedupDoc], prepared: Iterable[PreparedDoc | None] | None = None) -> None:
         """Count documents into the IDF statistics before they are added.
 
         A batch observed first is judged with the IDF of the whole batch rather than of the part
         added so far. Copies within the batch (or of indexed documents) are counted once; a doc_id
         is never counted twice, also when it is added later.
+
+        `prepared`, one per document (None: made here), are `prepare_document(doc, settings)`
+        made elsewhere, e.g. by the worker that extracted the document.
         """
         probe = _CopyIndex(self.settings)
         n = 0
-        for doc in docs:
+        for doc, made in zip(docs, repeat(None) if prepared is None else prepared, strict=False):
             if doc.doc_id in self._observed or self._key_of(doc.doc_id) is not None:
                 continue
-            text = _cut(doc, self.settings)
-            cut = _LineTerms(text.title, text.body, self.settings)
+            if made is None:
+                text, cut = cut_document(doc, self.settings)
+                counts = whole = None
+            else:
+                text, cut, counts, whole = made
             counted = self._copies.find(text) is None and probe.find(text) is None
             if counted:
                 probe.insert(n, text)
                 n += 1
-                terms = [t for t in cut.terms(list(range(len(text.body)))) if t[0] != "l" and self._keeps(t)]
-                words = [t for t in terms if t[0] != "p"]
-                self._count(_ids(words), _ids([t for t in terms if t[0] == "p"]), 1, _bg(words, self.settings))
-            self._observed[doc.doc_id] = (counted, text, cut)
+                self._count(*(counts if counts is not None else self._counts(text, cut)))
+            self._observed[doc.doc_id] = (counted, text, cut, whole)
+
+    def _counts(self, text: _Text, cut: _LineTerms) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """What a counted document adds to the IDF statistics: `_count`'s arguments."""
+        terms = [t for t in cut.terms(list(range(len(text.body)))) if t[0] != "l" and self._keeps(t)]
+        words = [t for t in terms if t[0] != "p"]
+        return _ids(words), _ids([t for t in terms if t[0] == "p"]), 1, _bg(words, self.settings)
 
     def add(self, doc: DedupDoc, story_id: str | None = None) -> StoryAssignment:
         """Decide the story of `doc` against the indexed documents, then index it.
@@ -363,15 +374,15 @@ class StoryIndex:
             return self._assignment(known)
         prepared = self._observed.pop(doc.doc_id, None)
         observed = prepared is not None
+        whole = None
         if observed:
-            counted, text, cut = prepared
+            counted, text, cut, whole = prepared
         else:
-            text = _cut(doc, self.settings)
-            cut = _LineTerms(text.title, text.body, self.settings)
+            text, cut = cut_document(doc, self.settings)
         copy = self._copies.find(text)
         if not observed:
             counted = copy is None
-        new = self._make_doc(doc, text, cut, counted)
+        new = self._make_doc(doc, text, cut, counted, whole)
         if counted and not observed:
             # Judged within a corpus that holds it, as an observed document is.
             self._count(new.df_ids(), new.pair_ids(), 1, self._bg_of(new, new.df_ids()))
@@ -688,10 +699,14 @@ class StoryIndex:
             link=LINKS[int(rows.get("link", key))], facts=_facts(runs, published, words),
         )
 
-    def _make_doc(self, doc: DedupDoc, text: _Text, cut: _LineTerms, counted: bool) -> _Doc:
+    def _make_doc(self, doc: DedupDoc, text: _Text, cut: _LineTerms, counted: bool, whole: _Doc | None = None) -> _Doc:
+        """The document to decide and index. `whole`: the one `prepare_document` made, with all
+        its lines its own, which this is unless some of its lines are chrome here."""
         s = self.settings
-        full = cut.terms(list(range(len(text.body))))
         own_lines = self._own_lines(text)
+        if whole is not None and not (own_lines and len(own_lines) < len(text.body)):
+            return replace(whole, counted=counted)
+        full = cut.terms(list(range(len(text.body))))
         own = cut.terms(own_lines) if own_lines and len(own_lines) < len(text.body) else full
         if s.phrase_weight <= 0:
             own = {t for t in own if not t.startswith("p:")}
@@ -861,6 +876,29 @@ class StoryIndex:
 
     def live_keys(self) -> set[int]:
         return set(self._rows.live_keys().tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# A document prepared on another process.
+
+# (its cut text, its line terms, `_count`'s arguments, the `_Doc` it is when all its lines are its own)
+PreparedDoc = tuple[_Text, _LineTerms, tuple, _Doc]
+_EMPTY: dict[DedupSettings, StoryIndex] = {}
+
+
+def prepare_document(doc: DedupDoc, settings: DedupSettings) -> PreparedDoc:
+    """What the index makes of `doc` that depends on `doc` alone, for `StoryIndex.observe`: made on
+    the worker that extracted it, it leaves the fold the look-ups. It is made by an empty index,
+    where no line is chrome, so `add` uses it unless some of the document's lines are chrome in
+    the index that adds it (then that part is made again there)."""
+    index = _EMPTY.get(settings)
+    if index is None:
+        index = _EMPTY[settings] = StoryIndex(replace(settings, use_pair_model=False))
+    text, cut = cut_document(doc, settings)
+    counts, whole = index._counts(text, cut), index._make_doc(doc, text, cut, counted=True)
+    # The line terms go back uncut: they are needed again only where some lines are chrome, and
+    # they are most of what would travel.
+    return text, _LineTerms(text.title, text.body, settings), counts, whole
 
 
 # ---------------------------------------------------------------------------------------------

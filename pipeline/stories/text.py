@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from wordfreq import get_frequency_dict, zipf_frequency
+from wordfreq import freq_to_zipf, get_frequency_dict, zipf_frequency
 
 from pipeline.models import DedupDoc
 from pipeline.stories.settings import DedupSettings
@@ -73,19 +73,35 @@ _COMMON_OPENER_ZIPF = 4.5   # a capitalised word this common that opens a senten
 _RUN_SPACES = ("l:", "n:", "p:", "w:")   # the order of the spaces in a sorted tuple of terms
 
 
+def _wordfreq_zipf(freq: float) -> float:
+    """`zipf_frequency` of a word that is one token with this listed frequency: wordfreq's own
+    arithmetic (combine one token, round to 3 significant digits, to the Zipf scale, round to 2)."""
+    one_over = 0.0
+    one_over += 1.0 / freq
+    combined = 1.0 / one_over
+    combined = round(combined, math.floor(-math.log(combined, 10)) + 3)
+    return round(freq_to_zipf(combined), 2)
+
+
 @lru_cache(maxsize=1)
-def _english_words() -> tuple[frozenset[str], float]:
-    """The words wordfreq knows, and the Zipf frequency it gives a word it does not know."""
-    return frozenset(get_frequency_dict("en")), zipf_frequency("qxzqxzqxzqxz", "en")
+def _english_words() -> tuple[dict[str, float], dict[float, float], float]:
+    """The words wordfreq knows with their frequencies, the Zipf frequency of each listed
+    frequency (a few hundred bands), and the Zipf frequency it gives a word it does not know."""
+    freqs = get_frequency_dict("en")
+    bands = {f: _wordfreq_zipf(f) for f in set(freqs.values())}
+    return freqs, bands, zipf_frequency("qxzqxzqxzqxz", "en")
 
 
 @lru_cache(maxsize=300_000)
 def _zipf(word: str) -> float:
-    known, unknown = _english_words()
-    # A lowercase ASCII word is its own single token: when wordfreq does not list it (a name, a
-    # rare word) the answer is known without its tokenizer, the costly part of a lookup.
-    if word not in known and word.isascii() and word.isalpha() and word.islower():
-        return unknown
+    freqs, bands, unknown = _english_words()
+    # A lowercase ASCII word is its own single token, so its answer is known without wordfreq's
+    # tokenizer (the costly part of a lookup): its band's Zipf frequency when wordfreq lists it
+    # (the same figure for every such word of the list: tests/stories/test_text.py), else the
+    # unknown word's.
+    if word.isascii() and word.isalpha() and word.islower():
+        freq = freqs.get(word)
+        return unknown if freq is None else bands[freq]
     return zipf_frequency(word, "en")
 
 
@@ -107,7 +123,6 @@ def _hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-@lru_cache(maxsize=300_000)
 def _token_info(token: str, stop_zipf: float) -> tuple[str | None, bool, str | None, str | None]:
     """(name term, whether a sentence opener that common is no name, content stem, its "w:" term).
 
@@ -125,21 +140,44 @@ def _lead_term(term: str) -> str:
     return sys.intern("l:" + term)
 
 
+class _Memo(dict):
+    """A bounded memo that is emptied when full (for keys that are cheap to recompute), with less
+    overhead per look-up than lru_cache."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value):
+        if len(self) >= self.size:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_token_infos: dict[float, _Memo] = {}   # stop_zipf -> token -> _token_info(token, stop_zipf)
+_TOKEN_SPLIT = re.compile(f"({_TOKEN.pattern})")   # tokens at odd indices, what lies between at even
+
+
 def _line_terms(line: str, stop_zipf: float) -> frozenset[str]:
     """The "w:", "n:" and "p:" terms of one line."""
     terms: set[str] = set()
-    previous_end = 0
     content: list[str] = []
-    for match in _TOKEN.finditer(line):
-        token = match.group()
-        start = match.start()
-        opens_sentence = previous_end == 0 or not _SENTENCE_END.isdisjoint(line[previous_end:start])
-        previous_end = match.end()
+    infos = _token_infos.get(stop_zipf)
+    if infos is None:
+        infos = _token_infos[stop_zipf] = _Memo(300_000)
+    parts = _TOKEN_SPLIT.split(line)
+    for i in range(1, len(parts), 2):
+        token = parts[i]
         if token[0].isdigit():
             terms.add("n:#" + token.replace(",", ""))
             continue
-        name, common_opener, stem, word = _token_info(token, stop_zipf)
-        if name is not None and not (opens_sentence and common_opener):
+        info = infos.get(token)
+        if info is None:
+            info = infos.put(token, _token_info(token, stop_zipf))
+        name, common_opener, stem, word = info
+        # A sentence opens the line, or follows a sentence end between this token and the last.
+        if name is not None and not (common_opener and (i == 1 or not _SENTENCE_END.isdisjoint(parts[i - 1]))):
             terms.add(name)
         if stem is not None:
             content.append(stem)
@@ -199,8 +237,16 @@ def _background_df(term: str, prior_docs: float, doc_length: float) -> float:
     return _word_background_df(term, prior_docs, doc_length)
 
 
-@lru_cache(maxsize=200_000)
+_backgrounds = _Memo(200_000)   # (term, prior_docs, doc_length) -> background df
+
+
 def _word_background_df(term: str, prior_docs: float, doc_length: float) -> float:
+    key = (term, prior_docs, doc_length)
+    got = _backgrounds.get(key)
+    return got if got is not None else _backgrounds.put(key, _computed_background_df(term, prior_docs, doc_length))
+
+
+def _computed_background_df(term: str, prior_docs: float, doc_length: float) -> float:
     space, word = term[:2], term[2:]
     zipf = _stem_zipf(word) if space == "w:" else _zipf(word.lstrip("#"))
     if zipf <= 0:
@@ -267,6 +313,13 @@ def _cut(doc: DedupDoc, settings: DedupSettings) -> _Text:
     )
 
 
+def cut_document(doc: DedupDoc, settings: DedupSettings) -> tuple[_Text, _LineTerms]:
+    """A document cut for the index: its `_Text` and its `_LineTerms` (what depends on the document
+    alone)."""
+    text = _cut(doc, settings)
+    return text, _LineTerms(text.title, text.body, settings)
+
+
 # ---------------------------------------------------------------------------------------------
 # Term ids: 32-bit hashes of the term keys, stable across processes (a saved index keeps them).
 # Two terms share an id with probability ~1e-9 per pair: a vanishing error in a document
@@ -276,15 +329,20 @@ LEAD_SALT = 0x5BD1E995   # the id of a lead term is its base term's id XOR this
 
 
 def term_id(term: str) -> int:
-    # Word pairs seldom repeat: caching their ids would only fill the cache.
-    return _uncached_id(term) if term[0] == "p" else _cached_id(term)
+    # Word pairs seldom repeat across documents, so they have their own small memo: it serves the
+    # several look-ups of one document's pairs (sampling, counting, indexing) without emptying the
+    # memo of words, which repeat across documents.
+    memo = _pair_ids if term[0] == "p" else _term_ids
+    got = memo.get(term)
+    return got if got is not None else memo.put(term, _uncached_id(term))
 
 
 def _uncached_id(term: str) -> int:
     return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big")
 
 
-_cached_id = lru_cache(maxsize=300_000)(_uncached_id)
+_term_ids = _Memo(300_000)
+_pair_ids = _Memo(65_536)
 
 
 def hash32(text: str) -> int:
