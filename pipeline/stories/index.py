@@ -62,7 +62,7 @@ _SALT = np.uint32(LEAD_SALT)
 # Runs stored as ids in a row's `terms`; each lead run is stored as a mask over its base run
 # (its ids XOR the lead salt are a subset of the base's), ids the base lacks (none, by
 # construction, but kept general) after the masks.
-_STORED = (R_N, R_X, R_P, R_W, R_DF, R_PDF, R_Y)
+_STORED = (R_N, R_X, R_P, R_W, R_DF, R_PDF, R_Y, R_K)
 _LEAD_OF = ((R_LW, R_W), (R_LN, R_N), (R_LX, R_X))
 
 
