@@ -79,7 +79,7 @@ def _gigabytes(value: str) -> float:
 def test_the_memory_limit_agrees_with_the_readme_sizing() -> None:
     """The unit's memory limit leaves room for the kept story index at 100,000 articles, by the README's figure."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    per_article_kb = float(re.search(r"~(\d+) kB per article", readme).group(1))  # type: ignore[union-attr]
+    per_article_kb = float(re.search(r"~(\d+(?:\.\d+)?) kB per article", readme).group(1))  # type: ignore[union-attr]
     index_gb = 100_000 * per_article_kb / 1e6
     limit = _gigabytes(_unit()["Service"]["MemoryMax"])
     assert limit >= index_gb + 1, (limit, index_gb)
