@@ -269,7 +269,14 @@ def choose_long(ds: Dataset, model: PairModel, settings: DedupSettings, topics: 
     """The long threshold that folds `topics` of `ds` best, and the foldings at every threshold."""
     runs = {t: fold_ecb(ds, with_thresholds(model, long=t), settings) for t in LONG_GRID}
     scores = [_ecb_objective(runs[t], ds, topics) for t in LONG_GRID]
-    return LONG_GRID[_smoothed_best(scores)], runs
+    best = _smoothed_best(scores)
+    # Higher thresholds that fold the training data exactly as the chosen one are equal on it;
+    # take the highest of them: a false merge costs more than a split (MERGE_COST), and the
+    # margin is what a stream of one long-running subject (the same leaders in every article,
+    # a young index whose IDF has not learnt that yet) needs.
+    while best + 1 < len(LONG_GRID) and runs[LONG_GRID[best + 1]] == runs[LONG_GRID[best]]:
+        best += 1
+    return LONG_GRID[best], runs
 
 
 def _smoothed_best(scores: list[float]) -> int:
