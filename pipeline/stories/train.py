@@ -274,7 +274,13 @@ def choose_long(ds: Dataset, model: PairModel, settings: DedupSettings, topics: 
     # take the highest of them: a false merge costs more than a split (MERGE_COST), and the
     # margin is what a stream of one long-running subject (the same leaders in every article,
     # a young index whose IDF has not learnt that yet) needs.
-    while best + 1 < len(LONG_GRID) and runs[LONG_GRID[best + 1]] == runs[LONG_GRID[best]]:
+    # Only the documents of `topics` are compared: a held-out topic must not steer the choice.
+    seen = [d.doc_id for d in ds.docs if ds.group[d.doc_id] in topics]
+
+    def alike(a: float, b: float) -> bool:
+        return all(runs[a][d] == runs[b][d] for d in seen)
+
+    while best + 1 < len(LONG_GRID) and alike(LONG_GRID[best + 1], LONG_GRID[best]):
         best += 1
     return LONG_GRID[best], runs
 
