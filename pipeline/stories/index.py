@@ -714,6 +714,11 @@ class StoryIndex:
         by_run: list[list[str]] = [[] for _ in range(_N_RUNS)]
         for term in own:
             by_run[_run_of(term)].append(term)
+        if s.short_name_prefix and len(by_run[R_W]) < s.min_rewrite_terms:
+            # A short text's names also by their first letters, so that a feed entry's
+            # "Zelenskiy" meets another's "Zelensky", "Russian" meets "Russia" (names space only).
+            names = set(by_run[R_N])
+            by_run[R_N].extend(sorted({t[: 2 + s.short_name_prefix] for t in names if len(t) > 2 + s.short_name_prefix} - names))
         counted_only = [t for t in full - own if t[0] != "l"]
         by_run[R_DF] = [t for t in counted_only if t[0] != "p"]
         by_run[R_PDF] = [t for t in counted_only if t[0] == "p"]

@@ -41,7 +41,7 @@ MODEL_PATH = Path(__file__).with_name("pair_model.json")
 # two publications was tried: its only labelled pairs are entries of one day, so it learned
 # -15 per log-day and kept a rewrite published a day later out of its story. The time window
 # (`window_days`) stays the rule for time until there is labelled data across days.
-MODEL_VERSION = 2   # 2: protagonist_missing (a saved index of version 1 has no protagonist run: rebuilt)
+MODEL_VERSION = 3   # 2: protagonist_missing; 3: a short text's names also by prefix (settings.short_name_prefix)
 
 FEATURES = (
     "cos_lead",            # cosine of the title + first lines (words and names)
