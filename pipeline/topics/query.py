@@ -83,6 +83,10 @@ class Phrase(Node):
             at += 1
 
     def occurrences(self, doc: _Doc, zones: frozenset[str]) -> list[Occurrence]:
+        first = self.patterns[0]
+        if len(self.patterns) == 1 and not first.prefix:  # one exact word: its index, in order
+            dz = doc.zones
+            return [((i, i),) for i in doc.index.get(first.word, ()) if dz[i] in zones]
         found: list[Occurrence] = []
         n = len(self.patterns)
         for i in self._candidates(doc):

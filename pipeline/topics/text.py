@@ -3,6 +3,7 @@ indexed with its zone (title, lead, body)."""
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ _COOKIE_CONTEXT = re.compile(
     r"\b(?:accept|consent|privacy|browsing|experience|agree|settings|preferences)", re.IGNORECASE
 )
 _NAV_SEPARATOR = re.compile(r"\s*(?:\||•|·|»|›)\s*")
+_NAV_MARK = re.compile(r"[|•·»›]")
 _NAV_ITEM_WORDS = 4
 _NAV_ITEM_CHARS = 40
 _NAV_RUN = 3
@@ -96,10 +98,12 @@ def _is_chrome_line(line: str) -> bool:
         return True
     if _TEASER_PREFIX.match(line):
         return True
-    if _COOKIE.search(line) and _COOKIE_CONTEXT.search(line) and words <= 80:
+    if words <= 80 and _COOKIE.search(line) and _COOKIE_CONTEXT.search(line):
         return True
-    if _PAYWALL.search(line) and words <= 40:
+    if words <= 40 and _PAYWALL.search(line):
         return True
+    if not _NAV_MARK.search(line):  # no separator, no menu
+        return False
     items = [s for s in _NAV_SEPARATOR.split(line) if s]
     return len(items) >= 3 and all(len(s.split()) <= _NAV_ITEM_WORDS for s in items)
 
@@ -216,6 +220,7 @@ def strip_chrome(text: str) -> str:
 
 
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'"})
+_CURLY = ("’", "‘", "ʼ", "`")
 # A dotted abbreviation ("U.S.", "U.K.") is one word, spelled without its dots; else letters and
 # digits, with inner apostrophes ("don't", "Russia's").
 _WORD_RE = re.compile(r"(?:[^\W\d_]\.){2,}|[^\W_]+(?:'[^\W_]+)*")
@@ -224,8 +229,20 @@ _WORD_RE = re.compile(r"(?:[^\W\d_]\.){2,}|[^\W_]+(?:'[^\W_]+)*")
 def _normalise(word: str) -> str:
     """Case-fold, drop dots and a possessive 's: `Russia` matches "Russia's" but not "Russian",
     `US` matches "U.S."."""
-    w = word.translate(_APOSTROPHES).casefold().replace(".", "")
+    return _normalise_plain(word.translate(_APOSTROPHES))
+
+
+def _normalise_plain(w: str) -> str:
+    """`_normalise` of a word whose apostrophes are already plain."""
+    w = w.casefold().replace(".", "")
     return w[:-2] if w.endswith("'s") else w
+
+
+# Surface word -> normalised word. News repeats its words (an article's 700 words hold ~300
+# distinct ones, and the same few thousand recur across articles), so each is normalised once;
+# the table is emptied when it reaches its bound, so it never grows without limit.
+_NORMS: dict[str, str] = {}
+_NORMS_MAX = 200_000
 
 
 def _words(text: str) -> list[tuple[str, int, int]]:
@@ -234,10 +251,28 @@ def _words(text: str) -> list[tuple[str, int, int]]:
     Hyphens split words ("pro-Kremlin" -> pro, kremlin), and queries are split the same way, so
     phrases written like the text match it.
     """
-    # translate() maps one character to one character, so the offsets stay valid for `text`.
-    return [
-        (_normalise(m.group()), m.start(), m.end()) for m in _WORD_RE.finditer(text.translate(_APOSTROPHES))
-    ]
+    norms = _NORMS
+    if len(norms) > _NORMS_MAX:
+        norms.clear()
+    out = []
+    for m in _WORD_RE.finditer(_plain_apostrophes(text)):
+        g = m.group()
+        w = norms.get(g)
+        if w is None:
+            w = norms[g] = _normalise_plain(g)
+        s, e = m.span()
+        out.append((w, s, e))
+    return out
+
+
+def _plain_apostrophes(text: str) -> str:
+    """`text.translate(_APOSTROPHES)`, by str.replace (translate with a table walks the text in
+    Python-level steps; replace is C and most texts hold one kind of apostrophe at most). Each
+    replacement is one character for one, so offsets stay valid for `text`."""
+    for curly in _CURLY:
+        if curly in text:
+            text = text.replace(curly, "'")
+    return text
 
 
 # A sentence ends at . ! ? (with any closing quotes) followed by space, or at a line end; the
@@ -328,23 +363,28 @@ def _build_doc(title: str, text: str) -> _Doc:
     raw_lines = sum(1 for ln in text.splitlines() if ln.strip())
     title = strip_chrome(title).replace("\n", " ")
     text = strip_chrome(text)
+    title_words = _words(title)
     text_words = _words(text)
     lead = _lead_span(text)
-    doc = _Doc(title, text, [], [], [], [], [], {}, lead, raw_lines - len(text.splitlines()), len(text_words))
-    for pos, (w, s, e) in enumerate(_words(title)):
-        _add_word(doc, w, pos, "title", s, e)
-    for n, (w, s, e) in enumerate(text_words):
-        zone = "lead" if lead[0] <= s < lead[1] else "body"
-        _add_word(doc, w, _ZONE_GAP + n, zone, s, e)
-    return doc
-
-
-def _add_word(doc: _Doc, word: str, pos: int, zone: str, start: int, end: int) -> None:
-    doc.index.setdefault(word, []).append(len(doc.norms))
-    doc.norms.append(word)
-    doc.positions.append(pos)
-    doc.zones.append(zone)
-    doc.starts.append(start)
-    doc.ends.append(end)
-
-
+    everything = title_words + text_words
+    norms = [w for w, _, _ in everything]
+    # Text words sit in order, so the lead's words are one run: those starting inside the span.
+    lead_from = bisect.bisect_left([s for _, s, _ in text_words], lead[0])
+    lead_to = bisect.bisect_left([s for _, s, _ in text_words], lead[1])
+    nt, nx = len(title_words), len(text_words)
+    zones = ["title"] * nt + ["body"] * lead_from + ["lead"] * (lead_to - lead_from) + ["body"] * (nx - lead_to)
+    index: dict[str, list[int]] = {}
+    for i, w in enumerate(norms):
+        hits = index.get(w)
+        if hits is None:
+            index[w] = [i]
+        else:
+            hits.append(i)
+    return _Doc(
+        title, text, norms,
+        [*range(nt), *range(_ZONE_GAP, _ZONE_GAP + nx)],
+        zones,
+        [s for _, s, _ in everything],
+        [e for _, _, e in everything],
+        index, lead, raw_lines - len(text.splitlines()), nx,
+    )

@@ -599,3 +599,22 @@ def test_documented_example_loads_and_passes(tmp_path):
     topic = load_topic(write_topic(tmp_path / "topics", block, name="sanctions"))
     assert [r.name for r in topic.rules] == ["sanctions-on-russia", "oil-tariffs-price-cap"]
     assert check_examples(topic) == []
+
+
+def test_words_keep_offsets_through_curly_apostrophes_and_repeat_the_same_norms():
+    """The tokeniser plains apostrophes in place and remembers each surface word's form: offsets
+    still index the original text, and a word met again normalises as it did the first time."""
+    from pipeline.topics.text import _words
+
+    text = "Russia’s U.S. talks ‘stall’ — Kremlin`s view: Russia's RUSSIA’S"
+    got = _words(text)
+    assert [w for w, _, _ in got] == ["russia", "us", "talks", "stall", "kremlin", "view", "russia", "russia"]
+    assert [text[s:e] for _, s, e in got] == ["Russia’s", "U.S.", "talks", "stall", "Kremlin`s", "view",
+                                             "Russia's", "RUSSIA’S"]
+    assert _words(text) == got
+
+
+def test_menu_without_spaces_is_chrome():
+    """A menu is three or more short items between separators, spaced or not."""
+    kept = strip_chrome("Home|World|Sport\nHome • World • Business\nRussia and Ukraine agreed to talks on Friday.")
+    assert kept == "Russia and Ukraine agreed to talks on Friday."
