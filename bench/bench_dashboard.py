@@ -171,10 +171,9 @@ def main() -> None:
     print(f"{'page':28} {small:>12,} {big:>12,} {'ratio':>7}  <= {BUDGET_MS} ms at {big:,}")
     for k in res[big]:
         a, b = res[small][k], res[big][k]
-        if math.isnan(a) or math.isnan(b):  # no paint entry in any run (see measure_browser)
-            print(f"{k:28} {a:12.0f} {b:12.0f} {'-':>7}  {'-' if math.isnan(b) else 'yes' if b <= BUDGET_MS else 'NO'}")
-            continue
-        print(f"{k:28} {a:12.0f} {b:12.0f} {b / a:7.2f}  {'yes' if b <= BUDGET_MS else 'NO'}")
+        ratio = "-" if math.isnan(a) or math.isnan(b) else f"{b / a:.2f}"  # nan: no paint entry in any run
+        verdict = "-" if math.isnan(b) else "yes" if b <= BUDGET_MS else "NO"
+        print(f"{k:28} {a:12.0f} {b:12.0f} {ratio:>7}  {verdict}")
 
 
 if __name__ == "__main__":

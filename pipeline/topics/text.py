@@ -219,7 +219,7 @@ def strip_chrome(text: str) -> str:
     return "\n".join(kept)
 
 
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'"})
+# Apostrophes other than the plain one, read as the plain one.
 _CURLY = ("’", "‘", "ʼ", "`")
 # A dotted abbreviation ("U.S.", "U.K.") is one word, spelled without its dots; else letters and
 # digits, with inner apostrophes ("don't", "Russia's").
@@ -229,7 +229,7 @@ _WORD_RE = re.compile(r"(?:[^\W\d_]\.){2,}|[^\W_]+(?:'[^\W_]+)*")
 def _normalise(word: str) -> str:
     """Case-fold, drop dots and a possessive 's: `Russia` matches "Russia's" but not "Russian",
     `US` matches "U.S."."""
-    return _normalise_plain(word.translate(_APOSTROPHES))
+    return _normalise_plain(_plain_apostrophes(word))
 
 
 def _normalise_plain(w: str) -> str:
@@ -266,9 +266,9 @@ def _words(text: str) -> list[tuple[str, int, int]]:
 
 
 def _plain_apostrophes(text: str) -> str:
-    """`text.translate(_APOSTROPHES)`, by str.replace (translate with a table walks the text in
-    Python-level steps; replace is C and most texts hold one kind of apostrophe at most). Each
-    replacement is one character for one, so offsets stay valid for `text`."""
+    """`text` with every curly apostrophe plain, by str.replace (str.translate with a table walks
+    the text in Python-level steps; replace is C, and most texts hold one kind of apostrophe at
+    most). Each replacement is one character for one, so offsets stay valid for `text`."""
     for curly in _CURLY:
         if curly in text:
             text = text.replace(curly, "'")
@@ -369,9 +369,10 @@ def _build_doc(title: str, text: str) -> _Doc:
     everything = title_words + text_words
     norms = [w for w, _, _ in everything]
     # Text words sit in order, so the lead's words are one run: those starting inside the span.
-    lead_from = bisect.bisect_left([s for _, s, _ in text_words], lead[0])
-    lead_to = bisect.bisect_left([s for _, s, _ in text_words], lead[1])
+    starts = [s for _, s, _ in everything]
     nt, nx = len(title_words), len(text_words)
+    lead_from = bisect.bisect_left(starts, lead[0], lo=nt) - nt
+    lead_to = bisect.bisect_left(starts, lead[1], lo=nt) - nt
     zones = ["title"] * nt + ["body"] * lead_from + ["lead"] * (lead_to - lead_from) + ["body"] * (nx - lead_to)
     index: dict[str, list[int]] = {}
     for i, w in enumerate(norms):
@@ -384,7 +385,7 @@ def _build_doc(title: str, text: str) -> _Doc:
         title, text, norms,
         [*range(nt), *range(_ZONE_GAP, _ZONE_GAP + nx)],
         zones,
-        [s for _, s, _ in everything],
+        starts,
         [e for _, _, e in everything],
         index, lead, raw_lines - len(text.splitlines()), nx,
     )
