@@ -54,8 +54,8 @@ uint32 buffer (its lead terms as bit masks over the runs they copy), its ids and
 bytes buffer, and 8-byte entries in sorted posting arrays; the term statistics are sorted arrays
 of 16 bytes a key, the word-pair and line counts 5 bytes a key (a one-byte count, larger ones
 aside). Most of a news article's bytes are its term ids (4 bytes each: content words, names,
-word pairs) and the counts of its word pairs, which are mostly new keys; `pair_sample` keeps a
-uniform sample of the pairs. The index is saved as a few dozen arrays plus an append-only log
+word pairs); `pair_sample` keeps a uniform sample of the pairs (one in 16), so their ids and counts
+(mostly new keys) are a small part. The index is saved as a few dozen arrays plus an append-only log
 of what each batch changed (pipeline/stories/persist.py).
 
 Retention: the index keeps at most `max_history` documents, evicting the first added, and, with
