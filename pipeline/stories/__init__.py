@@ -43,17 +43,18 @@ candidates from postings of each document's rarest words and names (the newest 4
 of the window are no evidence; candidates are ranked by their evidence, the sum over the shared
 terms of log(max_term_docs / the term's documents in the window), so a shared rare name outweighs
 shared common words, and at most `max_candidates` documents and `max_candidate_stories` stories
-are scored. Terms are 32-bit hashed ids; document frequencies live in sorted arrays, so weighing a
+are scored. Terms are 24-bit hashed ids; document frequencies live in sorted arrays, so weighing a
 document is a binary search of its ids plus array arithmetic, whatever the size of the index; a
 member is scored by gathering the new document's weights onto the member's cached weight array.
 bench/bench_dedup_scale.py measures it with 1,000 and 100,000 stored articles.
 
 Memory: no Python object per stored document, term or posting (pipeline/stories/columns.py).
-A stored document is a row of fixed columns, its term ids run by run and line hashes in one flat
-uint32 buffer (its lead terms as bit masks over the runs they copy), its ids and story in one
+A stored document is a row of fixed columns, its term ids run by run (3 bytes each) and line
+hashes (4) in one flat byte buffer (its lead terms as bit masks over the runs they copy), its
+bottom-k copy sketch (3 bytes a hash) in another, its ids and story in one
 bytes buffer, and 8-byte entries in sorted posting arrays; the term statistics are sorted arrays
 of 16 bytes a key, the word-pair and line counts 5 bytes a key (a one-byte count, larger ones
-aside). Most of a news article's bytes are its term ids (4 bytes each: content words, names,
+aside). Most of a news article's bytes are its term ids (3 bytes each: content words, names,
 word pairs); `pair_sample` keeps a uniform sample of the pairs (one in 16), so their ids and counts
 (mostly new keys) are a small part. The index is saved as a few dozen arrays plus an append-only log
 of what each batch changed (pipeline/stories/persist.py).

@@ -1,7 +1,8 @@
 """Flat numpy containers of the story index: no Python object per document, term or posting.
 
+* `to_bytes24` / `from_bytes24`: 24-bit values (term ids, shingle hashes) in 3 bytes each.
 * `Grow`: a 1-D numpy array that grows by appends (amortised, 1.25x), the store of every column.
-* `KeyTable`: 32-bit term (or line) hashes -> counts (and optionally stored-document references
+* `KeyTable`: term ids (24-bit) or line hashes (32-bit) -> counts (and optionally stored-document references
   and a background document frequency), as sorted arrays plus a small dict of recent keys, merged
   into the arrays when it grows past a fraction of them (a log-structured merge of two levels).
 * `Postings`: (32-bit group, 32-bit document key) pairs packed in one sorted uint64 array, plus a
@@ -29,6 +30,23 @@ import numpy as np
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
+
+
+ID_BYTES = 3   # a term id or shingle hash (24-bit, pipeline/stories/text.py) as stored in a row
+
+
+def to_bytes24(ids: np.ndarray) -> np.ndarray:
+    """uint32 values below 2**24 -> their 3 low bytes each (little-endian), as uint8."""
+    if len(ids) and int(ids.max()) >> (8 * ID_BYTES):
+        raise ValueError("a value does not fit in 3 bytes")
+    return ids.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :ID_BYTES].ravel()
+
+
+def from_bytes24(raw: np.ndarray) -> np.ndarray:
+    """The inverse of `to_bytes24`: uint32 values."""
+    out = np.zeros((len(raw) // ID_BYTES, 4), dtype=np.uint8)
+    out[:, :ID_BYTES] = raw.reshape(-1, ID_BYTES)
+    return out.view("<u4").ravel().astype(np.uint32, copy=False)
 
 
 class Grow:

@@ -2,7 +2,7 @@
 
 What is kept per document is flat (pipeline/stories/columns.py): a 64-bit key of its canonical URL
 and of its normalised text, its shingle count, and a *bottom-k sketch* of its shingles (the
-`copy_sketch` smallest of its 32-bit shingle hashes). Its `copy_probes` smallest hashes are filed
+`copy_sketch` smallest of its 24-bit shingle hashes, 3 bytes each). Its `copy_probes` smallest hashes are filed
 in a posting array.
 
 Candidates: a new text looks up its own sketch in those postings. A reprint trimmed to 60% keeps
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.stories.columns import Postings, RowStore
+from pipeline.stories.columns import ID_BYTES, Postings, RowStore, from_bytes24, to_bytes24
 from pipeline.stories.settings import DedupSettings
 from pipeline.stories.text import _Text, hash64
 
@@ -56,7 +56,7 @@ class _CopyIndex:
         self.settings = settings
         self._rows = RowStore(
             {"url": (np.uint64, 1), "text": (np.uint64, 1), "shingles": (np.int32, 1), "sketch": (np.uint16, 1)},
-            {"sketch": np.uint32},
+            {"sketch": np.uint8},
         )
         self._urls = Postings()
         self._texts = Postings()
@@ -100,7 +100,7 @@ class _CopyIndex:
         best: tuple[float, int] | None = None
         for key in ranked.tolist():
             n = int(rows.get("shingles", key))
-            other = rows.chunk("sketch", key, int(rows.get("sketch", key)))
+            other = from_bytes24(rows.chunk("sketch", key, ID_BYTES * int(rows.get("sketch", key))))
             score = sketched_containment(sketch, len(shingles), other, n, s)
             if best is None or score > best[0] or (score == best[0] and key < best[1]):
                 best = (score, key)
@@ -114,7 +114,7 @@ class _CopyIndex:
         sketch = text.shingles[: s.copy_sketch]
         url, txt = url_key(text), text_key(text)
         got = self._rows.append(
-            {"url": url, "text": txt, "shingles": len(text.shingles), "sketch": len(sketch)}, {"sketch": sketch}
+            {"url": url, "text": txt, "shingles": len(text.shingles), "sketch": len(sketch)}, {"sketch": to_bytes24(sketch)}
         )
         assert got == key, (got, key)
         if url:

@@ -5,9 +5,10 @@ See the package docstring (pipeline.stories) for the whole ladder and its cost b
 Layout (no Python object per stored document, term or posting; see pipeline/stories/columns.py):
 
 * rows: per document, its publication time, story (a 64-bit key), link, score, counts, and where
-  its parts start in two flat buffers: `terms` (uint32) holds its term ids run by run (`_STORED`),
-  then its line hashes, then the lead runs as bit masks over the runs they are a subset of (a
-  lead term is a copy of a title or first-lines term: 1 bit, not 4 bytes; `_pack_terms`);
+  its parts start in two flat buffers: `terms` (bytes) holds its term ids run by run (`_STORED`,
+  3 bytes an id), then its line hashes (4 bytes), then the lead runs as bit masks over the runs
+  they are a subset of (a lead term is a copy of a title or first-lines term: 1 bit, not 3 bytes;
+  `_pack_terms`);
   `names` (bytes) holds its doc_id, story_id and the doc_id it matched;
 * `_terms`: term id -> document frequency, stored documents holding it, background df;
 * `_lines`: line hash -> counted documents holding the line (chrome detection);
@@ -28,7 +29,7 @@ from itertools import repeat
 import numpy as np
 
 from pipeline.models import DedupDoc, StoryAssignment
-from pipeline.stories.columns import KeyTable, Postings, RowStore, nbytes
+from pipeline.stories.columns import ID_BYTES, KeyTable, Postings, RowStore, from_bytes24, nbytes, to_bytes24
 from pipeline.stories.copies import _CopyIndex
 from pipeline.stories.pairs import PairFacts, PairModel, facts_from_ids, load_model, pair_features
 from pipeline.stories.people import protagonist
@@ -59,56 +60,66 @@ _DAY = 86_400.0
 _SALT = np.uint32(LEAD_SALT)
 
 
-# Runs stored as ids in a row's `terms`; each lead run is stored as a mask over its base run
-# (its ids XOR the lead salt are a subset of the base's), ids the base lacks (none, by
-# construction, but kept general) after the masks.
+# Runs stored as ids in a row's `terms` (bytes): each id in 3 bytes (term ids are 24-bit,
+# pipeline/stories/text.py), the line hashes in 4, then one bit per id of a lead run's base run
+# (the lead run's ids XOR the lead salt are a subset of the base's), then the ids a lead run has
+# and its base lacks (none, by construction, but kept general), unsalted, in 3 bytes.
 _STORED = (R_N, R_X, R_P, R_W, R_DF, R_PDF, R_Y, R_K)
 _LEAD_OF = ((R_LW, R_W), (R_LN, R_N), (R_LX, R_X))
 
+_LINE_RUN = _N_RUNS   # `lens[_N_RUNS]`: the number of line hashes
+
 
 def _pack_terms(runs: list[np.ndarray], line_hashes: np.ndarray) -> np.ndarray:
-    """A row's `terms`: the stored runs, the line hashes, the lead masks (uint32 words), extras."""
+    """A row's `terms` (uint8): the stored runs, the line hashes, the lead masks, the lead extras."""
     masks, extras = [], []
     for lead, base in _LEAD_OF:
         unsalted = runs[lead] ^ _SALT
         masks.append(np.isin(runs[base], unsalted, assume_unique=True))
-        extras.append(runs[lead][~np.isin(unsalted, runs[base], assume_unique=True)])
-    bits = np.packbits(np.concatenate(masks), bitorder="little")
-    words = np.zeros((len(bits) + 3) // 4 * 4, dtype=np.uint8)
-    words[: len(bits)] = bits
-    return np.concatenate([*(runs[n] for n in _STORED), line_hashes, words.view(np.uint32), *extras])
+        extras.append(unsalted[~np.isin(unsalted, runs[base], assume_unique=True)])
+    return np.concatenate([
+        to_bytes24(np.concatenate([runs[n] for n in _STORED])),
+        line_hashes.astype("<u4").view(np.uint8),
+        np.packbits(np.concatenate(masks), bitorder="little"),
+        to_bytes24(np.concatenate(extras)),
+    ])
 
 
 def _unpack_terms(flat: np.ndarray, lens: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """(runs, line hashes) of a row's `terms` (see `_pack_terms`); `lens` as stored."""
-    runs: list[np.ndarray] = [flat[:0]] * _N_RUNS
+    runs: list[np.ndarray] = [np.zeros(0, dtype=np.uint32)] * _N_RUNS
+    stored = int(sum(lens[n] for n in _STORED))
+    ids = from_bytes24(flat[: ID_BYTES * stored])
     at = 0
     for n in _STORED:
-        runs[n] = flat[at : at + lens[n]]
+        runs[n] = ids[at : at + lens[n]]
         at += lens[n]
-    lines = flat[at : at + lens[_N_RUNS]]
-    at += lens[_N_RUNS]
+    at = ID_BYTES * stored
+    nlines = int(lens[_LINE_RUN])
+    lines = flat[at : at + 4 * nlines].copy().view("<u4").astype(np.uint32, copy=False)
+    at += 4 * nlines
     nbits = int(sum(lens[base] for _, base in _LEAD_OF))
-    words = (nbits + 31) // 32
-    bits = np.unpackbits(flat[at : at + words].view(np.uint8), count=nbits, bitorder="little").view(bool)
-    at += words
+    nbytes_ = (nbits + 7) // 8
+    bits = np.unpackbits(flat[at : at + nbytes_], count=nbits, bitorder="little").view(bool)
+    at += nbytes_
     start = 0
     for lead, base in _LEAD_OF:
         got = runs[base][bits[start : start + lens[base]]] ^ _SALT
         start += lens[base]
         extra = int(lens[lead]) - len(got)
         if extra:
-            got = np.concatenate((got, flat[at : at + extra]))
-            at += extra
+            got = np.concatenate((got, from_bytes24(flat[at : at + ID_BYTES * extra]) ^ _SALT))
+            at += ID_BYTES * extra
         got.sort()
         runs[lead] = got
     return runs, lines
 
 
 def _packed_length(lens: np.ndarray) -> int:
-    """An upper bound of a row's `terms` length (its lead extras are at most its lead runs)."""
+    """An upper bound of a row's `terms` length in bytes (its lead extras are at most its lead runs)."""
     masked = int(sum(lens[base] for _, base in _LEAD_OF))
-    return int(lens.sum()) + (masked + 31) // 32
+    ids = int(lens[:_N_RUNS].sum())
+    return ID_BYTES * ids + 4 * int(lens[_LINE_RUN]) + (masked + 7) // 8
 
 
 def _run_of(term: str) -> int:
@@ -234,11 +245,10 @@ class StoryIndex:
                 "link": (np.uint8, 1),
                 "score": (np.float32, 1),
                 "counted": (np.bool_, 1),
-                "words": (np.int32, 1),
                 "lens": (np.uint16, _WIDTH),
                 "name_len": (np.int32, 1),
             },
-            {"terms": np.uint32, "names": np.uint8},
+            {"terms": np.uint8, "names": np.uint8},
         )
         self._copies = _CopyIndex(settings)
         self._salient = Postings()    # salient term id -> documents
@@ -520,7 +530,7 @@ class StoryIndex:
     def content_words_of(self, doc_id: str) -> int:
         key = self._key_of(doc_id)
         assert key is not None, doc_id
-        return int(self._rows.get("words", key))
+        return int(self._rows.get("lens", key)[R_W])
 
     def pair_features_of(self, doc_a: str, doc_b: str) -> np.ndarray:
         """The pair features of two indexed documents, `doc_a` weighed as a new one (training, explaining)."""
@@ -690,7 +700,7 @@ class StoryIndex:
         runs, line_hashes = self._unpacked(key)
         when = float(rows.get("published", key))
         published = None if math.isnan(when) else when
-        words = int(rows.get("words", key))
+        words = len(runs[R_W])
         doc_id, story_id, _ = self._names(key)
         return _Doc(
             key=key, doc_id=doc_id, published=published, runs=runs,
@@ -807,7 +817,6 @@ class StoryIndex:
                 "link": _LINK_CODE[assignment.link],
                 "score": assignment.score,
                 "counted": doc.counted,
-                "words": doc.content_words,
                 "lens": lens,
                 "name_len": len(names),
             },

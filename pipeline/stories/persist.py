@@ -51,7 +51,7 @@ import numpy as np
 
 from pipeline.stories.columns import Grow, KeyTable, Postings
 
-FORMAT = 2
+FORMAT = 3
 MANIFEST = "manifest.json"
 _RECORD = b"NMLR"          # a log record: magic, 8-byte header length, JSON header, the arrays
 COMPACT_LOG_RATIO = 0.5    # a log past this share of the bases' bytes: the next save is whole

@@ -261,7 +261,7 @@ class _Text:
     title: str
     body: list[str]               # lines of at least min_line_words words (all lines if none is)
     line_hashes: tuple[int, ...]  # one per body line
-    shingles: np.ndarray          # sorted unique uint32 hashes of word n-grams
+    shingles: np.ndarray          # sorted unique 24-bit hashes (uint32) of word n-grams
     url: str
     text_hash: str                # "" for an empty text, which copies nothing
 
@@ -276,11 +276,12 @@ _MIX_MULTIPLIER = np.uint64(0xFF51AFD7ED558CCD)
 
 
 def _shingle_hashes(tokens: list[str], size: int) -> np.ndarray:
-    """Sorted unique 32-bit hashes of the word `size`-grams (one gram for a shorter text).
+    """Sorted unique 24-bit hashes of the word `size`-grams (one gram for a shorter text).
 
     Each token is hashed once; a gram's hash combines its tokens' hashes by position
-    (multiply-add modulo 2**64), then the bits are mixed and the top 32 kept. 32 bits are plenty:
-    two documents of 1,000 shingles share a false one with probability ~2e-4.
+    (multiply-add modulo 2**64), then the bits are mixed and the top 24 kept (3 bytes in the
+    index). Only the two bottom-k sketches of a candidate pair are compared: 64 x 64 values share
+    a false one with probability ~2e-4, a containment off by 1/64 once in 4,000 comparisons.
     """
     if not tokens:
         return np.zeros(0, dtype=np.uint32)
@@ -292,7 +293,7 @@ def _shingle_hashes(tokens: list[str], size: int) -> np.ndarray:
     gram ^= gram >> np.uint64(33)
     gram *= _MIX_MULTIPLIER
     gram ^= gram >> np.uint64(33)
-    return np.unique((gram >> np.uint64(32)).astype(np.uint32))
+    return np.unique((gram >> np.uint64(40)).astype(np.uint32))
 
 
 def _cut(doc: DedupDoc, settings: DedupSettings) -> _Text:
@@ -321,11 +322,17 @@ def cut_document(doc: DedupDoc, settings: DedupSettings) -> tuple[_Text, _LineTe
 
 
 # ---------------------------------------------------------------------------------------------
-# Term ids: 32-bit hashes of the term keys, stable across processes (a saved index keeps them).
-# Two terms share an id with probability ~1e-9 per pair: a vanishing error in a document
-# frequency or a cosine, never a decision by itself (copies are decided on 64-bit keys).
+# Term ids: 24-bit hashes of the term keys (the low 24 bits of a 32-bit hash), stable across
+# processes (a saved index keeps them), stored in 3 bytes each. Two terms share an id with
+# probability 6e-8 per pair: two documents share a false term with probability ~5e-3 (300 terms
+# each), a vanishing part of a cosine; in a window of V distinct terms a share ~V / 2**24 of them
+# have their document frequency counted with another term's, almost always another rare one (the
+# common words that carry most frequency are a few ten thousand). Never a decision by itself:
+# copies are decided on 64-bit keys and 32-bit shingles, chrome on 32-bit line hashes.
+TERM_ID_BITS = 24
+_TERM_ID_MASK = (1 << TERM_ID_BITS) - 1
 
-LEAD_SALT = 0x5BD1E995   # the id of a lead term is its base term's id XOR this
+LEAD_SALT = 0x5BD1E995   # the id of a lead term is its base term's id XOR this (>= 2**24: no base id)
 
 
 def term_id(term: str) -> int:
@@ -338,7 +345,7 @@ def term_id(term: str) -> int:
 
 
 def _uncached_id(term: str) -> int:
-    return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big")
+    return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big") & _TERM_ID_MASK
 
 
 _term_ids = _Memo(300_000)
