@@ -48,10 +48,16 @@ _WIRE_RE = {
 }
 
 
+# Every credit holds one of its agency's names as written: a text without any is not scanned.
+_WIRE_NAMES = {name: tuple(pat.split("|")) for name, pat in _WIRES.items()}
+
+
 def detect_wire_agency(text: str) -> str | None:
     """The wire agency the text credits, by the first credit found; None when it credits none."""
     best: tuple[int, str] | None = None
     for name, rx in _WIRE_RE.items():
+        if not any(word in text for word in _WIRE_NAMES[name]):
+            continue
         m = rx.search(text)
         if m and (best is None or m.start() < best[0]):
             best = (m.start(), name)

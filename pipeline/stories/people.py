@@ -33,40 +33,58 @@ _COMMON_OPENER_ZIPF = 5.0
 
 
 def person_counts(title: str, lines: Iterable[str]) -> tuple[Counter[str], dict[str, int]]:
-    """Person-like names (lowercase) -> times written, and the word position where each first appears."""
+    """Person-like names (lowercase) -> times written, and the word position where each first appears.
+
+    A run of names is a maximal sequence of name-like words each separated from the one before
+    by white space alone; its position is that of the word after it (of the line's last word, when
+    it ends the line). Only capitalised words are looked at one by one: the others matter only as
+    the words a run stops at and as positions.
+    """
     ends_pair: Counter[str] = Counter()
     alone: Counter[str] = Counter()
     first: dict[str, int] = {}
-    position = 0
+    base = 0   # words of the lines before (lines in capitals left out)
+
+    def close(run: list[str], last: int, n: int) -> None:
+        position = base + last + 2 if last + 1 < n else base + n
+        if len(run) == 2:
+            ends_pair[run[1]] += 1
+            first.setdefault(run[1], position)
+        elif len(run) == 1:
+            alone[run[0]] += 1
+            first.setdefault(run[0], position)
+
     for line in (title, *lines) if title else lines:
         words = list(_WORD.finditer(line))
-        if 2 * sum(1 for m in words if m.group().isupper() and len(m.group()) > 1) > len(words):
+        n = len(words)
+        texts = [m.group() for m in words]
+        capitals = [i for i, w in enumerate(texts) if w[0].isupper()]
+        if not capitals:
+            base += n
+            continue
+        if 2 * sum(1 for w in texts if w.isupper() and len(w) > 1) > n:
             continue   # a line in capitals says nothing about names
         run: list[str] = []
-        previous_end = 0
-        for match in (*words, None):
-            word = match.group() if match is not None else ""
-            is_name = False
-            if match is not None:
-                position += 1
-                gap = line[previous_end : match.start()]
-                opens = previous_end == 0 or not _SENTENCE_END.isdisjoint(gap)
-                adjacent = previous_end > 0 and not gap.strip()
-                previous_end = match.end()
-                is_name = (
-                    len(word) > 1 and word[0].isupper() and not word.isupper()
-                    and not (opens and _zipf(word.lower()) >= _COMMON_OPENER_ZIPF)
-                )
-                if is_name and adjacent and run:
-                    run.append(word.lower())
-                    continue
-            if len(run) == 2:
-                ends_pair[run[1]] += 1
-                first.setdefault(run[1], position)
-            elif len(run) == 1:
-                alone[run[0]] += 1
-                first.setdefault(run[0], position)
-            run = [word.lower()] if is_name else []
+        last = -2   # the index of the open run's last word
+        for i in capitals:
+            word = texts[i]
+            if len(word) < 2 or word.isupper():
+                continue
+            previous_end = words[i - 1].end() if i else 0
+            gap = line[previous_end : words[i].start()]
+            opens = previous_end == 0 or not _SENTENCE_END.isdisjoint(gap)
+            if opens and _zipf(word.lower()) >= _COMMON_OPENER_ZIPF:
+                continue   # "The", "Police" opening a sentence
+            if run and last == i - 1 and previous_end > 0 and not gap.strip():
+                run.append(word.lower())
+            else:
+                if run:
+                    close(run, last, n)
+                run = [word.lower()]
+            last = i
+        if run:
+            close(run, last, n)
+        base += n
     counts = Counter({name: ends_pair[name] + alone[name] for name in ends_pair if alone[name]})
     return counts, first
 
