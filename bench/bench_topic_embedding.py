@@ -42,9 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_embedding import _load_model  # noqa: E402  (sets the offline environment first)
-
 import numpy as np  # noqa: E402
+from bench_embedding import _load_model  # noqa: E402  (sets the offline environment first)
 
 import pipeline.topics.train as train  # noqa: E402
 from pipeline.evaluate import SEEDS, default_corpora  # noqa: E402
