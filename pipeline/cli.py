@@ -715,9 +715,12 @@ def cmd_topics_label(args: argparse.Namespace) -> int:
 
 def cmd_topics_train(args: argparse.Namespace) -> int:
     """Fit each topic's relevance model and save it beside the topic file (<id>.model.json)."""
+    from dataclasses import replace
+
     from pipeline.fileio import write_atomic
     from pipeline.stages.topics import load_topics
     from pipeline.topics.labelled import examples_of, for_topic, load_labelled
+    from pipeline.topics.review import review
     from pipeline.topics.train import train
 
     cfg = _load_config(args, feeds_required=False)
@@ -728,17 +731,44 @@ def cmd_topics_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"no topic named {', '.join(args.topic)}", path=str(args.topics or cfg.topics_dir))
     corpora = [d for path in args.corpus for d in load_labelled(path)]
     stored = [] if args.no_store else _stored_labels(cfg)
+    refused = 0
     for topic in topics:
         items = examples_of(topic) + for_topic(corpora, topic.id) + [it for tid, it in stored if tid == topic.id]
         model = train(topic, items)
         out = Path(topic.source).with_name(f"{topic.id}.model.json")
-        write_atomic(out, json.dumps(model.to_json(), indent=1, sort_keys=False) + "\n")
         counts = model.trained["texts"]
         top = sorted(zip(model.features, model.weights, strict=True), key=lambda fw: -abs(fw[1]))[:5]
         print(f"{topic.id}: trained on {len(items)} texts ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
-              f"alert at P >= {model.threshold:.2f} (short texts {model.short_threshold:.2f}); wrote {out}")
+              f"alert at P >= {model.threshold:.2f} (short texts {model.short_threshold:.2f})")
         print("  strongest: " + ", ".join(f"{f} {w:+.2f}" for f, w in top))
-    return 0
+        # Before writing: what the new model changes on the labelled texts, and whether it still
+        # decides the topic's own examples and the seed articles as they are labelled.
+        checked = review(topic, replace(topic, model=model, model_stale=False), items)
+        print("  " + checked.summary())
+        for now, it in checked.changes[:CHANGES_SHOWN]:
+            print(f"    {'+ alerts' if now else '- silent'} on {it.label:8s} {it.id}: {_clip(it.title or it.text, 70)}")
+        if len(checked.changes) > CHANGES_SHOWN:
+            print(f"    ... and {len(checked.changes) - CHANGES_SHOWN} more")
+        if checked.failures and not args.force:
+            refused += 1
+            print(f"  NOT WRITTEN: the new model fails {len(checked.failures)} of what the topic must decide as "
+                  f"labelled; {out} is unchanged (fix the examples or labels, or pass --force):")
+            for failure in checked.failures:
+                print(f"    {failure}")
+            continue
+        for failure in checked.failures:
+            print(f"  written anyway (--force): {failure}")
+        write_atomic(out, json.dumps(model.to_json(), indent=1, sort_keys=False) + "\n")
+        print(f"  wrote {out}")
+    return 1 if refused else 0
+
+
+CHANGES_SHOWN = 12
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _stored_labels(cfg):
@@ -905,6 +935,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", action="append", default=[], metavar="PATH",
                    help="labelled texts: a topics-dev style folder, a .jsonl file or the seeds folder (repeatable)")
     p.add_argument("--no-store", action="store_true", help="leave out the analysts' labels kept in the store")
+    p.add_argument("--force", action="store_true",
+                   help="write the model even if it fails the topic's own examples or a seed article")
     p.set_defaults(func=cmd_topics_train)
     p = topics.add_parser("label", help="record a judgement of a stored article for a topic (about|mentions|no)")
     _common(p)

@@ -24,6 +24,9 @@ from pipeline.topics.topic import Topic
 from pipeline.topics.train import LABELS, Labelled
 
 SHORT_KIND_WORDS = 40
+# The source of the texts of a seeds folder: reference articles a retrained model must still decide
+# as labelled (pipeline/topics/review.py).
+SEED_SOURCE = "seeds"
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def _load_seeds(folder: Path) -> list[LabelledDoc]:
         for topic, v in spec.items():
             labels[topic] = "about" if p.name in v.get("about", []) else (
                 "mentions" if p.name in v.get("mentions_only", []) else "no")
-        out.append(LabelledDoc(p.name, title, text, labels, "article", "seeds", "seeds"))
+        out.append(LabelledDoc(p.name, title, text, labels, "article", SEED_SOURCE, "seeds"))
     return out
 
 

@@ -109,6 +109,36 @@ def test_a_new_topic_in_an_afternoon(tmp_path: Path, capsys) -> None:
     assert "STALE" in capsys.readouterr().out
 
 
+def test_train_refuses_a_model_that_breaks_a_seed_or_example(tmp_path: Path, capsys) -> None:
+    """`topics train` reviews the new model before writing it: what it changes on the labelled texts,
+    and whether it still decides the topic's examples and seed articles as labelled. A seed labelled
+    `no` that the new model would alert on keeps the old model (rc 1, the seed named); --force writes."""
+    tdir = tmp_path / "topics"
+    tdir.mkdir()
+    shutil.copy(FIXTURE / "grain-deal.yaml", tdir)
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "labels.json").write_text(json.dumps({"topics": {"grain-deal": {"about": [], "mentions_only": []}}}))
+    (seeds / "900_ships.txt").write_text(
+        "Grain ships leave Odesa through the corridor\n"
+        "Three bulk carriers loaded with Ukrainian wheat left the port of Odesa through the Black Sea grain "
+        "corridor on Monday, the first grain shipments in weeks, port officials said.\n")
+    common = ["--data-dir", str(tmp_path / "data"), "--topics", str(tdir), "--no-store",
+              "--corpus", str(FIXTURE / "grain-deal-labels.jsonl"), "--corpus", str(seeds)]
+    model_file = tdir / "grain-deal.model.json"
+
+    assert main(["topics", "train", *common]) == 1
+    out = capsys.readouterr().out
+    assert "alerts on its 25 labelled texts (in sample)" in out and "decisions change" in out
+    assert "NOT WRITTEN" in out and "seed 900_ships.txt (no) would alert" in out
+    assert not model_file.exists()
+
+    assert main(["topics", "train", *common, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "written anyway (--force): grain-deal: seed 900_ships.txt (no) would alert" in out
+    assert model_file.exists() and load_topics(tdir)[0].model is not None
+
+
 def test_shipped_topics_carry_a_model_trained_on_their_current_rules(topics) -> None:
     for topic in topics.values():
         assert topic.model is not None, topic.id
