@@ -745,10 +745,8 @@ def cmd_topics_train(args: argparse.Namespace) -> int:
         # decides the topic's own examples and the seed articles as they are labelled.
         checked = review(topic, replace(topic, model=model, model_stale=False), items)
         print("  " + checked.summary())
-        for now, it in checked.changes[:CHANGES_SHOWN]:
-            print(f"    {'+ alerts' if now else '- silent'} on {it.label:8s} {it.id}: {_clip(it.title or it.text, 70)}")
-        if len(checked.changes) > CHANGES_SHOWN:
-            print(f"    ... and {len(checked.changes) - CHANGES_SHOWN} more")
+        for line in checked.change_lines():
+            print("    " + line)
         if checked.failures and not args.force:
             refused += 1
             print(f"  NOT WRITTEN: the new model fails {len(checked.failures)} of what the topic must decide as "
@@ -761,14 +759,6 @@ def cmd_topics_train(args: argparse.Namespace) -> int:
         write_atomic(out, json.dumps(model.to_json(), indent=1, sort_keys=False) + "\n")
         print(f"  wrote {out}")
     return 1 if refused else 0
-
-
-CHANGES_SHOWN = 12
-
-
-def _clip(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _stored_labels(cfg):

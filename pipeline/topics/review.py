@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pipeline.topics.labelled import SEED_SOURCE
-from pipeline.topics.score import check_examples, match_article
+from pipeline.topics.score import _clip, check_examples, match_article
 from pipeline.topics.topic import Topic
 from pipeline.topics.train import LABELS, Labelled
 
@@ -46,6 +46,15 @@ class Review:
         return (f"alerts on its {sum(self.labelled.values())} labelled texts (in sample): "
                 f"{counts(self.before)} -> {counts(self.after)} "
                 f"(of {counts(self.labelled)}); {len(self.changes)} decisions change")
+
+
+    def change_lines(self, limit: int = 12) -> list[str]:
+        """The texts whose decision changes, one line each, at most `limit` and a count of the rest."""
+        lines = [f"{'+ alerts' if now else '- silent'} on {it.label:8s} {it.id}: {_clip(it.title or it.text, 70)}"
+                 for now, it in self.changes[:limit]]
+        if len(self.changes) > limit:
+            lines.append(f"... and {len(self.changes) - limit} more")
+        return lines
 
 
 def review(old: Topic, new: Topic, items: Sequence[Labelled]) -> Review:
