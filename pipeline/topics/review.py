@@ -6,7 +6,8 @@ consumes  a topic as loaded (with the model it has now, or none), the same topic
           fitted model, and the labelled texts it was fitted on;
 emits     `Review`: the must-pass failures of the new model (the topic's own must_match /
           must_not_match examples, and the seed articles among the texts: an `about` seed must
-          alert, a `mentions` or `no` one must not), the in-sample alert counts by label with the
+          alert, a `mentions` or `no` one must not, with its headline as the title and again with
+          the headline repeated atop its text), the in-sample alert counts by label with the
           old and the new model, and the labelled texts whose decision changes;
 rejects   nothing: `newsmon topics train` refuses to write a model that fails (unless --force).
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline.topics.labelled import SEED_SOURCE
 from pipeline.topics.score import _clip, check_examples, match_article
@@ -69,6 +70,14 @@ def review(old: Topic, new: Topic, items: Sequence[Labelled]) -> Review:
         out.after[it.label] += now
         if was != now:
             out.changes.append((now, it))
-        if it.source == SEED_SOURCE and now != (it.label == "about"):
-            out.failures.append(f"{new.id}: seed {it.id} ({it.label}) would {'alert' if now else 'not alert'}")
+        if it.source == SEED_SOURCE:
+            # A seed is decided as labelled however it comes: with its headline as the title, and
+            # with the headline repeated atop the text, as extracted pages often carry it.
+            repeated = replace(it, text=f"{it.title}\n{it.text}") if it.title else it
+            for how, variant in (("", it), (" with its headline atop the text", repeated)):
+                got = now if variant is it else alerts(new, variant)
+                if got != (it.label == "about"):
+                    out.failures.append(f"{new.id}: seed {it.id} ({it.label}) would "
+                                        f"{'alert' if got else 'not alert'}{how}")
+                    break
     return out
