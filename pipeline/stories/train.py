@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.models import DedupDoc
+from pipeline.parallel import in_processes
 from pipeline.stories.index import StoryIndex, fold_stories
 from pipeline.stories.pairs import FEATURES, MODEL_PATH, MODEL_VERSION, LogisticModel, PairModel
 from pipeline.stories.settings import DedupSettings
@@ -318,14 +319,37 @@ def choose_short(ds: Dataset, model: PairModel, settings: DedupSettings, days: s
 # Cross-validation and the final fit.
 
 
+def _held_out_topic(topic: str, rows: Rows, full: Dataset, settings: DedupSettings,
+                    topics: tuple[str, ...]) -> tuple[str, float, dict[str, str]]:
+    """One ECB+ fold: the pair model fitted without `topic`, its long threshold chosen on the other
+    topics, and the stories its documents get at that threshold."""
+    is_head = rows.dataset == "headlines"
+    model = fit_models(rows, is_head | ((rows.group_a != topic) & (rows.group_b != topic)))
+    t, runs = choose_long(full, model, settings, set(topics) - {topic})
+    return topic, t, {d.doc_id: runs[t][d.doc_id] for d in full.docs if full.group[d.doc_id] == topic}
+
+
+def _held_out_day(day: str, rows: Rows, heads: Dataset, settings: DedupSettings, days: tuple[str, ...],
+                  long_threshold: float) -> tuple[str, float, dict[str, str]]:
+    """One 2025 fold: the pair model fitted without `day`, its short threshold chosen on the other
+    days, and that day's entries folded with it."""
+    is_head = rows.dataset == "headlines"
+    model = with_thresholds(fit_models(rows, ~is_head | ((rows.group_a != day) & (rows.group_b != day))),
+                            long=long_threshold)
+    t = choose_short(heads, model, settings, set(days) - {day})
+    return day, t, fold_days(heads, with_thresholds(model, short=t), settings, {day})
+
+
 def cross_validate(
     corpora: Path,
     settings: DedupSettings = DedupSettings(),  # noqa: B008 - frozen dataclass
     log=print,
     final: bool = True,
+    processes: int | None = None,
 ) -> dict[str, Any]:
     """Out-of-fold figures of the whole procedure (fit + threshold choice), and (with `final`) the
-    model fitted on all the data with its in-sample figures."""
+    model fitted on all the data with its in-sample figures. The held-out folds run on
+    `processes` worker processes (default: one per core); the figures do not depend on it."""
     started = time.perf_counter()
     ecb = ecb_datasets(corpora)
     heads = headline_dataset(corpora)
@@ -333,22 +357,15 @@ def cross_validate(
     full = ecb[0]
     topics = sorted(set(full.group.values()))
     days = sorted(set(heads.group.values()))
-    is_head = rows.dataset == "headlines"
     log(f"pair rows: {len(rows.y)} ({int(rows.y.sum())} same story), {rows.short.sum()} short; "
         f"{time.perf_counter() - started:.1f}s")
 
-    # ECB+: leave one topic out.
+    # ECB+: leave one topic out. The folds are independent: they run on `processes` processes.
     oof: dict[str, str] = {}
     per_topic = {}
-    for topic in topics:
-        train = is_head | ((rows.group_a != topic) & (rows.group_b != topic))
-        model = fit_models(rows, train)
-        rest = set(topics) - {topic}
-        t, runs = choose_long(full, model, settings, rest)
-        chosen = runs[t]
-        for d in full.docs:
-            if full.group[d.doc_id] == topic:
-                oof[d.doc_id] = f"{topic}:{chosen[d.doc_id]}"
+    jobs = [(topic, rows, full, settings, tuple(topics)) for topic in topics]
+    for topic, t, held in in_processes(_held_out_topic, jobs, processes):
+        oof.update({doc_id: f"{topic}:{story}" for doc_id, story in held.items()})
         per_topic[topic] = t
         log(f"  ECB+ topic {topic} held out: long threshold {t}")
     ecb_oof = ecb_scores(oof, full)
@@ -359,11 +376,9 @@ def cross_validate(
     long_for_heads = float(np.median(list(per_topic.values())))
     head_oof: dict[str, str] = {}
     per_day = {}
-    for day in days:
-        train = ~is_head | ((rows.group_a != day) & (rows.group_b != day))
-        model = with_thresholds(fit_models(rows, train), long=long_for_heads)
-        t = choose_short(heads, model, settings, set(days) - {day})
-        head_oof.update(fold_days(heads, with_thresholds(model, short=t), settings, {day}))
+    jobs = [(day, rows, heads, settings, tuple(days), long_for_heads) for day in days]
+    for day, t, held in in_processes(_held_out_day, jobs, processes):
+        head_oof.update(held)
         per_day[day] = t
         log(f"  2025 day {day} held out: short threshold {t}")
     head_oof_scores = headline_scores(head_oof, heads)
