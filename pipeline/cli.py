@@ -754,6 +754,9 @@ def cmd_topics_train(args: argparse.Namespace) -> int:
             for failure in checked.failures:
                 print(f"    {failure}")
             continue
+        if args.dry_run:
+            print(f"  not written (--dry-run): {out} is unchanged")
+            continue
         for failure in checked.failures:
             print(f"  written anyway (--force): {failure}")
         write_atomic(out, json.dumps(model.to_json(), indent=1, sort_keys=False) + "\n")
@@ -927,6 +930,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-store", action="store_true", help="leave out the analysts' labels kept in the store")
     p.add_argument("--force", action="store_true",
                    help="write the model even if it fails the topic's own examples or a seed article")
+    p.add_argument("--dry-run", action="store_true", help="fit and review the model, write nothing")
     p.set_defaults(func=cmd_topics_train)
     p = topics.add_parser("label", help="record a judgement of a stored article for a topic (about|mentions|no)")
     _common(p)

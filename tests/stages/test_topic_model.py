@@ -133,6 +133,9 @@ def test_train_refuses_a_model_that_breaks_a_seed_or_example(tmp_path: Path, cap
     assert "NOT WRITTEN" in out and "seed 900_ships.txt (no) would alert" in out
     assert not model_file.exists()
 
+    assert main(["topics", "train", *common, "--dry-run", "--force"]) == 0
+    assert "not written (--dry-run)" in capsys.readouterr().out and not model_file.exists()
+
     assert main(["topics", "train", *common, "--force"]) == 0
     out = capsys.readouterr().out
     assert "written anyway (--force): grain-deal: seed 900_ships.txt (no) would alert" in out
