@@ -818,7 +818,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     corpora = Path(args.corpora) if args.corpora else default_corpora()
     t0 = time.monotonic()
     if args.what == "dedup":
-        results = evaluate_dedup(corpora, fast=args.fast)
+        results = evaluate_dedup(corpora, fast=args.fast, log=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     else:
         cfg = _load_config(args, feeds_required=False)
         results = evaluate_topics(corpora, Path(args.topics or cfg.topics_dir))

@@ -30,7 +30,7 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,11 +266,11 @@ def dedup_headlines(settings: DedupSettings, corpora: Path) -> dict[str, Any]:
     return {"entries": len(ds.docs), **headline_scores(predicted, ds)}
 
 
-def dedup_out_of_fold(settings: DedupSettings, corpora: Path) -> dict[str, Any]:
+def dedup_out_of_fold(settings: DedupSettings, corpora: Path, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """The training procedure cross-validated: leave one ECB+ topic out, leave one 2025 day out."""
     from pipeline.stories.train import cross_validate
 
-    cv = cross_validate(corpora, settings, log=lambda _: None, final=False)
+    cv = cross_validate(corpora, settings, log=log, final=False)
     oof = cv["out_of_fold"]
     return {"ecb_oof": {**oof["ecb"], "thresholds": oof["thresholds"]["long_by_topic"]},
             "headlines_oof": {**oof["headlines"], "thresholds": oof["thresholds"]["short_by_day"]},
@@ -310,8 +310,9 @@ def _pairs(pairs: list[tuple[str, str, str]], label: str) -> list[tuple[str, str
     return [(a, b) for a, b, lab in pairs if lab == label]
 
 
-def evaluate_dedup(corpora: Path | None, *, fast: bool) -> dict:
-    """Story folding quality: seeds and their reprints; with fast=False also ECB+ (needs `corpora`)."""
+def evaluate_dedup(corpora: Path | None, *, fast: bool, log: Callable[[str], None] = lambda _: None) -> dict:
+    """Story folding quality: seeds and their reprints; with fast=False also ECB+ (needs `corpora`).
+    `log` hears what is being measured, as it starts (the full run takes over a minute)."""
     settings = DedupSettings()
     seed_list = seed_docs()[0]
     out: dict[str, Any] = {
@@ -322,12 +323,17 @@ def evaluate_dedup(corpora: Path | None, *, fast: bool) -> dict:
     if not fast and corpora is not None:
         started = time.perf_counter()
         if (corpora / "topics-dev" / "headlines-2025.jsonl").is_file():
-            out.update(dedup_out_of_fold(settings, corpora))
+            log("out of fold: the pair model fitted and its thresholds chosen without each ECB+ topic, each 2025 day")
+            out.update(dedup_out_of_fold(settings, corpora, log))
+            log("2025 feed entries, in sample")
             out["headlines"] = dedup_headlines(settings, corpora)
+        log("ECB+ dev in sample: as a batch, streamed")
         out["ecb"] = dedup_ecb(settings, corpora)
         out["ecb_streamed"] = dedup_ecb_streamed(settings, corpora)
         if (corpora / "extraction" / "scrapinghub" / "expected").is_dir():
+            log("ECB+ mixed with the extraction pages")
             out["ecb_mixed"] = dedup_ecb_mixed(settings, corpora)
+        log("reprints of ECB+")
         out["reprints_ecb"] = dedup_reprints(settings, ecb_docs(corpora)[0])
         out["full_seconds"] = round(time.perf_counter() - started, 1)
     elif not fast:
