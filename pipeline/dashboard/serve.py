@@ -7,6 +7,7 @@ Werkzeug's own server says it is for development only.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -114,7 +115,19 @@ class DashboardServer:
         from waitress import wasyncore
 
         self.server.task_dispatcher.shutdown()  # requests in flight finish first
-        wasyncore.close_all(self.server._map)  # type: ignore[union-attr]  # an empty map ends run()'s loop
+        # An empty map ends run()'s loop. While that loop runs on a thread of its own, its sockets
+        # are closed from inside it (through waitress's trigger, between two polls): closed from
+        # here they could vanish under its select() ("Bad file descriptor" in the server thread).
+        close_all = functools.partial(wasyncore.close_all, self.server._map)  # type: ignore[union-attr]
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            try:
+                self.server.trigger.pull_trigger(close_all)  # type: ignore[union-attr]
+            except OSError:
+                pass  # the loop, woken by something else, ran close_all (the trigger too) first
+            thread.join(timeout=10)
+        if self.server._map:  # type: ignore[union-attr]  # no loop running, or it did not stop in time
+            close_all()
         self.app.extensions["newsmon_readers"].close()
 
     def __enter__(self) -> DashboardServer:
@@ -124,8 +137,6 @@ class DashboardServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
 
 def serve(data_dir: Path, host: str, port: int, access: Access, threads: int, out: Any) -> int:
