@@ -48,7 +48,6 @@ class Review:
                 f"{counts(self.before)} -> {counts(self.after)} "
                 f"(of {counts(self.labelled)}); {len(self.changes)} decisions change")
 
-
     def change_lines(self, limit: int = 12) -> list[str]:
         """The texts whose decision changes, one line each, at most `limit` and a count of the rest."""
         lines = [f"{'+ alerts' if now else '- silent'} on {it.label:8s} {it.id}: {_clip(it.title or it.text, 70)}"
@@ -73,11 +72,9 @@ def review(old: Topic, new: Topic, items: Sequence[Labelled]) -> Review:
         if it.source == SEED_SOURCE:
             # A seed is decided as labelled however it comes: with its headline as the title, and
             # with the headline repeated atop the text, as extracted pages often carry it.
-            repeated = replace(it, text=f"{it.title}\n{it.text}") if it.title else it
-            for how, variant in (("", it), (" with its headline atop the text", repeated)):
-                got = now if variant is it else alerts(new, variant)
-                if got != (it.label == "about"):
-                    out.failures.append(f"{new.id}: seed {it.id} ({it.label}) would "
-                                        f"{'alert' if got else 'not alert'}{how}")
-                    break
+            want, how = it.label == "about", ""
+            if now == want and it.title:
+                now, how = alerts(new, replace(it, text=f"{it.title}\n{it.text}")), " with its headline atop the text"
+            if now != want:
+                out.failures.append(f"{new.id}: seed {it.id} ({it.label}) would {'alert' if now else 'not alert'}{how}")
     return out
