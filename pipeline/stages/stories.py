@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -132,7 +132,25 @@ class StoryHistory:
                 out.append(Folded(item, art, asg, "exact_copy", f"same text as article {asg.matched_doc_id}", wire, matches))
             else:
                 out.append(Folded(item, art, asg, "stored", None, wire, matches))
+        return _merged(out, index.merge_new_stories(f.article.article_id for f in out if f.disposition != "duplicate_url"))
+
+
+def _merged(out: list[Folded], changed: dict[str, StoryAssignment]) -> list[Folded]:
+    """The batch's Folded with the stories the index joined once the batch was in
+    (`StoryIndex.merge_new_stories`): a changed article takes its new assignment, and an article
+    seen again by URL the story of the one it repeats."""
+    if not changed:
         return out
+    moved = {f.assignment.story_id: changed[f.article.article_id].story_id
+             for f in out if f.disposition != "duplicate_url" and f.article.article_id in changed}
+    result = []
+    for f in out:
+        if f.disposition != "duplicate_url" and f.article.article_id in changed:
+            f = replace(f, assignment=changed[f.article.article_id])
+        elif f.assignment.story_id in moved:
+            f = replace(f, assignment=replace(f.assignment, story_id=moved[f.assignment.story_id]))
+        result.append(f)
+    return result
 
 
 def fold_batch(

@@ -400,6 +400,17 @@ class Postings:
         if self._pending_n > max(4096, len(self.packed) // 32):
             self.merge(alive)
 
+    def insert(self, group: int, keys: list[int], alive: Callable[[np.ndarray], np.ndarray]) -> None:
+        """File `keys` (of documents indexed earlier) under `group` too, keeping its keys in order."""
+        pending = self._pending.setdefault(group, [])
+        pending.extend(keys)
+        pending.sort()
+        self._pending_n += len(keys)
+        g = np.uint64(group) << _SHIFT
+        hi = int(np.searchsorted(self.packed, g | _LOW32, side="right"))
+        if hi and (int(self.packed[hi - 1]) >> 32) == group and int(self.packed[hi - 1] & _LOW32) > min(keys):
+            self.merge(alive)   # older entries of the group were merged past them: sort them in
+
     def get(self, group: int, newest: int | None = None) -> np.ndarray:
         """Keys filed under `group` (live or not), oldest first; with `newest`, the last ones only."""
         g = np.uint64(group) << _SHIFT

@@ -1,6 +1,8 @@
 """The story index: rung 4 (rewrites, average link over a story's members) and retention.
 
-See the package docstring (pipeline.stories) for the whole ladder and its cost bounds.
+See the package docstring (pipeline.stories) for the whole ladder and its cost bounds. Once a
+batch is in, the stories it opened are judged again as wholes (`merge_new_stories`): a story of
+new documents only may join the story it reports; stories with stored members never change.
 
 Layout (no Python object per stored document, term or posting; see pipeline/stories/columns.py):
 
@@ -274,6 +276,11 @@ class StoryIndex:
         self._facts_cache: OrderedDict[int, PairFacts] = OrderedDict()
         self._newest: float | None = None
         self._oldest: float | None = None   # no live dated document is older (retention_days)
+        # The salient ids each document of the batch being folded was filed under (cleared when
+        # the next batch is observed), and the member that the opener of a story joined to
+        # another now rewrites (`merge_new_stories`; its names keep no room for it).
+        self._fresh_salient: dict[int, np.ndarray] = {}
+        self._merged_matches: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -293,6 +300,7 @@ class StoryIndex:
         )
         state["_facts_cache"] = OrderedDict()
         state["_ids_cache"] = OrderedDict()
+        state["_fresh_salient"] = {}
         state["pair_model"] = None
         state["_had_model"] = self.pair_model is not None
         return state
@@ -307,6 +315,8 @@ class StoryIndex:
                 (k, flat[e - n : e]) for k, n, e in zip(keys.tolist(), lens.tolist(), ends.tolist(), strict=True)
             )
         state.setdefault("_ids_cache", OrderedDict())
+        state.setdefault("_fresh_salient", {})
+        state.setdefault("_merged_matches", {})
         self.__dict__.update(state)
         if had:
             self.pair_model = load_model()
@@ -328,6 +338,7 @@ class StoryIndex:
 
     def _assignment(self, key: int) -> StoryAssignment:
         doc_id, story_id, matched = self._names(key)
+        matched = matched or self._merged_matches.get(key, "")
         rows = self._rows
         return StoryAssignment(
             doc_id, story_id, LINKS[int(rows.get("link", key))], matched or None,
@@ -349,6 +360,7 @@ class StoryIndex:
         `prepared`, one per document (None: made here), are `prepare_document(doc, settings)`
         made elsewhere, e.g. by the worker that extracted the document.
         """
+        self._fresh_salient.clear()
         probe = _CopyIndex(self.settings)
         n = 0
         for doc, made in zip(docs, repeat(None) if prepared is None else prepared, strict=False):
@@ -404,6 +416,8 @@ class StoryIndex:
         else:
             assignment = self._rewrite_or_original(new)
         self._index(new, text, assignment)
+        if story_id is None:
+            self._fresh_salient[new.key] = new.salient
         return assignment
 
     def forget(self, doc_id: str) -> None:
@@ -469,6 +483,142 @@ class StoryIndex:
                 closest = max(sims, key=lambda item: (item[0], -item[1]))[1]
                 best = (average, (story_id, self._names(closest)[0]))
         return best
+
+    def merge_new_stories(self, doc_ids: Iterable[str]) -> dict[str, StoryAssignment]:
+        """Join the stories a batch opened to the stories they turn out to report, once the whole
+        batch is indexed; returns the new assignment of every document that changed story.
+
+        A document is decided when it is added, against the stories indexed by then: the first
+        articles of a batch that report one event from different angles can each open a story
+        before the article that ties them arrives. Here every story all of whose members came in
+        `doc_ids` (none was stored before, none was alerted on) is judged again as a whole: the
+        average pair probability of its members against the members of each candidate story (the
+        same average link and threshold that decide an add), and the best story passing it takes
+        the whole story in. The story that opened first keeps its id. Stories with earlier members
+        never change: what the store holds stays as it was.
+        """
+        model = self.pair_model
+        if model is None or not self.settings.merge_stories:
+            return {}
+        rows = self._rows
+        keys = sorted(k for k in (self._key_of(d) for d in doc_ids) if k is not None)
+        if not keys:
+            return {}
+        mine = set(keys)
+        opened: dict[str, list[int]] = {}
+        for key in keys:
+            opened.setdefault(self._names(key)[1], []).append(key)
+        # When each story last changed (the newest key it gained in this batch, or a merge), and
+        # when each story opened by the batch was last judged: a story is judged again only
+        # against the stories that changed since (it failed the others then), a lone document's
+        # first judgement being its add.
+        changed_at = {story_id: max(members) for story_id, members in opened.items()}
+        for story_id in list(opened):
+            members = self._members.get(hash32(story_id))
+            members = members[rows.is_alive(members)]
+            members = members[rows.col("story")[members - rows.base] == np.uint64(hash64(story_id))]
+            if not set(members.tolist()) <= mine:
+                del opened[story_id]
+        judged_at = {story_id: members[0] if len(members) == 1 else -1 for story_id, members in opened.items()}
+        clock = keys[-1]
+        changed: dict[str, StoryAssignment] = {}
+        while True:
+            proposals = []
+            newest_change = max(changed_at.values())
+            for story_id, members in opened.items():
+                since: int | None = judged_at[story_id]
+                if changed_at[story_id] > since:
+                    since = None   # it changed itself: every candidate
+                elif newest_change <= since:
+                    continue
+                best = self._best_other_story(story_id, members, changed_at, since)
+                judged_at[story_id] = clock
+                if best is not None:
+                    proposals.append((best[0], min(members), story_id, best[1], best[2]))
+            done: set[str] = set()
+            for score, _, story_id, target, closest in sorted(proposals, key=lambda p: (-p[0], p[1])):
+                if story_id in done or target in done:
+                    continue
+                source, into = story_id, target
+                if target in opened and min(opened[target]) > min(opened[story_id]):
+                    # The story that opened first keeps its id; the other's opener then rewrites it.
+                    source, into = target, story_id
+                    closest = self._names(min(opened[story_id]))[0]
+                if not self._relabel(opened[source], source, into, closest, score):
+                    continue
+                for key in opened[source]:
+                    changed[self._names(key)[0]] = self._assignment(key)
+                if into in opened:
+                    opened[into] = sorted(opened[into] + opened[source])
+                clock += 1
+                changed_at[into] = clock
+                del opened[source], judged_at[source], changed_at[source]
+                done.update((source, into))
+            if not done:
+                return changed
+
+    def _best_other_story(self, story_id: str, members: list[int], changed_at: dict[str, int],
+                          since: int | None) -> tuple[float, str, str] | None:
+        """(average probability, story, closest member's doc_id) of the best other story that the
+        members of `story_id` pass the rewrite threshold against, as a whole; else None. With
+        `since`, only the stories changed after it (`changed_at`) are judged."""
+        rows = self._rows
+        links = rows.col("link")[np.array(members, dtype=np.int64) - rows.base]
+        distinct = [k for k, link in zip(members, links.tolist(), strict=True)
+                    if link in (_LINK_CODE["original"], _LINK_CODE["rewrite"])] or members
+        docs = [self._stored(k) for k in distinct[: self.settings.max_story_sample]]
+        s = self.settings
+        if any(d.content_words < s.min_rewrite_terms for d in docs):
+            return None   # short texts (feed entries, headlines) are not judged again
+        self._refresh_vectors()
+        vectors = [self._weigh(d) for d in docs]
+        candidates: dict[str, None] = {}
+        for doc in docs:
+            doc.salient = self._salient_of_stored(doc)
+            for other in self._candidate_stories(doc):
+                if other != story_id and (since is None or changed_at.get(other, -1) > since):
+                    candidates.setdefault(other, None)
+        threshold = sum(self._rewrite_threshold(d) for d in docs) / len(docs)
+        best: tuple[float, str, str] | None = None
+        for other in candidates:
+            sims = []
+            for doc, vector in zip(docs, vectors, strict=True):
+                sims.extend((self._pair_probability(doc, vector, k), k) for k in self._story_sample(other, doc.published))
+            if not sims:
+                continue
+            average = sum(p for p, _ in sims) / len(sims)
+            if average >= threshold and (best is None or average > best[0]):
+                closest = max(sims, key=lambda item: (item[0], -item[1]))[1]
+                best = (average, other, self._names(closest)[0])
+        return best
+
+    def _salient_of_stored(self, doc: _Doc) -> np.ndarray:
+        """The salient term ids a document of this batch was filed under (kept since its add)."""
+        return self._fresh_salient.get(doc.key, np.zeros(0, dtype=np.uint32))
+
+    def _relabel(self, keys: list[int], old: str, new: str, closest: str | None, score: float) -> bool:
+        """Move the documents `keys` (added in this batch, not saved yet) from story `old` to `new`;
+        the one that opened `old` becomes a rewrite of `closest` in `new`. False (nothing moved)
+        if `new`'s id is not as long as `old`'s (the names are rewritten in place)."""
+        old_b, new_b = old.encode("utf-8"), new.encode("utf-8")
+        if len(old_b) != len(new_b):
+            return False
+        rows = self._rows
+        story, link, scores = rows.col("story"), rows.col("link"), rows.col("score")
+        for key in keys:
+            r = key - rows.base
+            names = rows.chunk("names", key, int(rows.get("name_len", key)))
+            parts = names.tobytes().split(b"\x00")
+            assert parts[1] == old_b, (parts, old)
+            at = len(parts[0]) + 1
+            names[at : at + len(new_b)] = np.frombuffer(new_b, dtype=np.uint8)
+            story[r] = np.uint64(hash64(new))
+            if link[r] == _LINK_CODE["original"] and closest is not None:
+                link[r] = _LINK_CODE["rewrite"]
+                scores[r] = round(score, 4)
+                self._merged_matches[key] = closest
+        self._members.insert(hash32(new), keys, rows.is_alive)
+        return True
 
     def _member_ids(self, key: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids of the vector, lens) of a stored document (unpacked once, kept beside its vector)."""
@@ -869,6 +1019,7 @@ class StoryIndex:
         self._vector_cache.pop(key, None)
         self._ids_cache.pop(key, None)
         self._facts_cache.pop(key, None)
+        self._merged_matches.pop(key, None)
         if doc.counted:
             self._count(doc.df_ids(), doc.pair_ids(), -1)
             self._lines.update(doc.line_hashes, -1)
@@ -940,4 +1091,5 @@ def fold_stories(
     ordered = sorted(docs, key=lambda d: (_utc(d.published) or _UNDATED, d.doc_id))
     index.observe(ordered)
     decided = {doc.doc_id: index.add(doc) for doc in ordered}
+    decided.update(index.merge_new_stories(decided))
     return [decided[doc.doc_id] for doc in docs]

@@ -40,6 +40,9 @@ class DedupSettings:
     # kind in one place came closer (ECB+ out of fold, false merges 0.9% -> 2.8%). 6 of 0, 5, 6, 7, 8
     # by the out-of-fold figures (pipeline/stories/train.py; nested per held-out day: 6 in every fold).
     short_name_prefix: int = 6
+    # once a batch is indexed, a story it opened joins the story its members, as a whole, pass the
+    # threshold against (StoryIndex.merge_new_stories): splits by the order of arrival mend
+    merge_stories: bool = True
     use_pair_model: bool = True           # the learned pair model decides rewrites (pipeline/stories/pairs.py)
     norm_floor_terms: float = 1.0         # pseudo-terms of top IDF in every norm: two shared terms are no story
     # cost bounds
