@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import repeat
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -172,6 +173,7 @@ class _Doc:
     link: str = ""
     facts: PairFacts | None = None
     bg: tuple[np.ndarray, np.ndarray] | None = None   # (ids, background df) of its terms, for the table
+    site: int = 0                 # hash32 of its source or host (0: unknown), for chrome by site
 
     @property
     def ids(self) -> np.ndarray:
@@ -196,6 +198,14 @@ class _Doc:
     def held_ids(self) -> np.ndarray:
         """Ids whose background the table keeps while the document is stored (no pairs: they have none)."""
         return np.concatenate((self.runs[R_N], self.runs[R_X], self.runs[R_W]))
+
+
+def _site_of(doc: DedupDoc) -> int:
+    """hash32 of the document's source, else of its URL's host; 0 when it has neither."""
+    name = (doc.source or "").strip().lower()
+    if not name and doc.url:
+        name = (urlsplit(doc.url).hostname or "").lower()
+    return hash32(name) or 1 if name else 0
 
 
 def _timestamp(when: datetime | None) -> float | None:
@@ -249,6 +259,7 @@ class StoryIndex:
                 "counted": (np.bool_, 1),
                 "lens": (np.uint16, _WIDTH),
                 "name_len": (np.int32, 1),
+                "site": (np.uint32, 1),
             },
             {"terms": np.uint8, "names": np.uint8},
         )
@@ -265,6 +276,8 @@ class StoryIndex:
         # Body lines of the counted documents -> how many contain them. A line a document shares
         # verbatim with a document it does not copy is chrome or a stock phrase, not its story.
         self._lines = KeyTable(extra=False)
+        # The same by site: line hash XOR the site's hash -> counted documents of that site.
+        self._site_lines = KeyTable(extra=False)
         # doc_id -> (counted, its cut text, its line terms, its prepared _Doc or None): observed,
         # not added yet. add() reuses them, so a batch's texts are tokenised once.
         self._observed: dict[str, tuple[bool, _Text, _LineTerms, _Doc | None]] = {}
@@ -857,13 +870,15 @@ class StoryIndex:
             line_hashes=line_hashes, salient=np.zeros(0, dtype=np.uint32),
             content_words=words, counted=bool(rows.get("counted", key)), story_id=story_id,
             link=LINKS[int(rows.get("link", key))], facts=_facts(runs, published, words),
+            site=int(rows.get("site", key)),
         )
 
     def _make_doc(self, doc: DedupDoc, text: _Text, cut: _LineTerms, counted: bool, whole: _Doc | None = None) -> _Doc:
         """The document to decide and index. `whole`: the one `prepare_document` made, with all
         its lines its own, which this is unless some of its lines are chrome here."""
         s = self.settings
-        own_lines = self._own_lines(text)
+        site = _site_of(doc)
+        own_lines = self._own_lines(text, site)
         if whole is not None and not (own_lines and len(own_lines) < len(text.body)):
             return replace(whole, counted=counted)
         full = cut.terms(list(range(len(text.body))))
@@ -908,6 +923,7 @@ class StoryIndex:
             content_words=words,
             counted=counted,
             bg=(_ids(bg_terms), _bg(bg_terms, s)),
+            site=site,
         )
         made.facts = _facts(runs, published, words)
         return made
@@ -928,18 +944,25 @@ class StoryIndex:
         np.minimum(pos, max(len(known) - 1, 0), out=pos)
         return values[order][pos] if len(known) else np.zeros(len(ids), dtype=np.float32)
 
-    def _own_lines(self, text: _Text) -> list[int]:
+    def _own_lines(self, text: _Text, site: int = 0) -> list[int]:
         """The body lines that are the document's own, not chrome shared with other documents.
 
-        A line already seen in another document is chrome ("Sign up for our newsletter ...") -
-        unless most of the body was seen, as in a partial copy, whose shared lines are its story;
-        there only lines seen in `chrome_min_docs` documents or more go.
+        A line another document of the same site (`site`, a hash of its source or host; 0:
+        unknown) holds is chrome ("Sign up for our newsletter ..."), and so is a line that
+        `chrome_line_docs` other documents hold, whatever their site: one other outlet quoting the
+        same wire sentence is no chrome. Unless most of the body was seen, as in a partial copy,
+        whose shared lines are its story; there only lines seen in `chrome_min_docs` documents
+        or more go.
         """
         hashes = np.array([h & 0xFFFFFFFF for h in text.line_hashes], dtype=np.uint32)
-        seen = self._lines.get(hashes)[0].tolist()
-        partial_copy = 2 * sum(1 for n in seen if n) > len(seen)
-        limit = self.settings.chrome_min_docs if partial_copy else 1
-        return [i for i, n in enumerate(seen) if n < limit]
+        seen = self._lines.get(hashes)[0]
+        partial_copy = 2 * int(np.count_nonzero(seen)) > len(seen)
+        if partial_copy:
+            return [i for i, n in enumerate(seen.tolist()) if n < self.settings.chrome_min_docs]
+        chrome = seen >= self.settings.chrome_line_docs
+        if site:
+            chrome |= self._site_lines.get(hashes ^ np.uint32(site))[0] > 0
+        return np.flatnonzero(~chrome).tolist()
 
     def _salient_ids(self, terms: list[str]) -> np.ndarray:
         """The rarest words and names in general English: stable as the corpus grows, unlike IDF."""
@@ -969,6 +992,7 @@ class StoryIndex:
                 "counted": doc.counted,
                 "lens": lens,
                 "name_len": len(names),
+                "site": doc.site,
             },
             {"terms": _pack_terms(doc.runs, doc.line_hashes), "names": np.frombuffer(names, dtype=np.uint8)},
         )
@@ -982,6 +1006,8 @@ class StoryIndex:
         self._terms.update(held, 0, 1, self._bg_of(doc, held))
         if doc.counted:
             self._lines.update(doc.line_hashes, 1)
+            if doc.site:
+                self._site_lines.update(doc.line_hashes ^ np.uint32(doc.site), 1)
         if doc.published is not None:
             self._newest = doc.published if self._newest is None else max(self._newest, doc.published)
             self._oldest = doc.published if self._oldest is None else min(self._oldest, doc.published)
@@ -1023,6 +1049,8 @@ class StoryIndex:
         if doc.counted:
             self._count(doc.df_ids(), doc.pair_ids(), -1)
             self._lines.update(doc.line_hashes, -1)
+            if doc.site:
+                self._site_lines.update(doc.line_hashes ^ np.uint32(doc.site), -1)
         self._terms.update(doc.held_ids(), 0, -1)
 
     # -- checks (tests, bench) -----------------------------------------------------------------------
@@ -1034,7 +1062,7 @@ class StoryIndex:
             "rows and term ids": nbytes(self._rows),
             "term table": nbytes(self._terms),
             "pair table": nbytes(self._pairs),
-            "line table": nbytes(self._lines),
+            "line table": nbytes(self._lines) + nbytes(self._site_lines),
             "postings": nbytes(self._salient) + nbytes(self._members) + nbytes(self._doc_ids),
             "copies": nbytes(c._rows) + nbytes(c._urls) + nbytes(c._texts) + nbytes(c._probes),
         }

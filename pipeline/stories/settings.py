@@ -26,6 +26,7 @@ class DedupSettings:
     lead_weight: float = 0.2              # words and names of the title and the first lines
     lead_lines: int = 2
     min_line_words: int = 5               # shorter lines are chrome or subheads and do not count
+    chrome_line_docs: int = 2             # a line in this many other documents is chrome, or in one of its own site (1, 2, 3 compared out of fold: quality/README.md)
     chrome_min_docs: int = 3              # a line in this many other documents is chrome, even in a partial copy
     stop_zipf: float = 6.0                # words this frequent in English (the, said, would) are no content
     prior_docs: float = 3.0               # weight of the wordfreq background, in pseudo-documents
