@@ -197,6 +197,9 @@ class Extracted:
     rejected: beam.PCollection
 
 
+IN_FLIGHT_PER_WORKER = 24   # pages handed to each extraction worker before this process waits
+
+
 def _is_rejected(out: object) -> bool:
     return isinstance(out, Rejected)
 
@@ -244,9 +247,12 @@ class _ExtractFn(beam.DoFn):
 
         future = shared_pool(self.processes).submit(_extract_outcome, page, self.min_chars, self.now, self.prepare)
         self._pending.append((future, timestamp, window))
-        # Keep every worker busy, and this process's memory bounded: past a few pages per worker,
-        # wait for the oldest.
-        if len(self._pending) > 4 * self.processes:
+        # Keep every worker busy, and this process's memory bounded: past `IN_FLIGHT_PER_WORKER`
+        # pages per worker, wait for the oldest. Enough for a whole download group to be handed
+        # over at once, so that this process downloads the next group while the workers extract
+        # (with 4 a worker, the downloads waited for the extraction of their group, and the
+        # workers for the downloads of the next).
+        if len(self._pending) > IN_FLIGHT_PER_WORKER * self.processes:
             self._pending[0][0].result()
         waiting = []
         for entry in self._pending:
