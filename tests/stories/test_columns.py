@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from pipeline.stories.columns import KeyTable
+from pipeline.stories.columns import KeyTable, Postings
 
 
 def _random_updates(seed: int, n: int = 400):
@@ -55,3 +55,25 @@ def test_a_journal_delta_applied_to_a_saved_table_gives_its_counts_refs_and_back
     probe = np.concatenate((ids, new))
     assert all(np.array_equal(a, b) for a, b in zip(saved.get(probe), table.get(probe), strict=True))
     assert saved.live_keys() == table.live_keys()
+
+
+def test_keys_filed_again_under_a_group_keep_its_keys_in_order() -> None:
+    """`Postings.insert` (a merged story's members filed under the story they joined): the group
+    lists its keys oldest first whether its older entries are merged or still pending."""
+    def alive(keys: np.ndarray) -> np.ndarray:
+        return np.ones(len(keys), dtype=bool)
+
+    for merged_first in (False, True):
+        p = Postings()
+        for key in (1, 5, 9):
+            p.add([7], key, alive)
+        for key in (3, 6):
+            p.add([8], key, alive)
+        if merged_first:
+            p.merge(alive)
+        p.insert(7, [3, 6], alive)
+        assert p.get(7).tolist() == [1, 3, 5, 6, 9]
+        assert p.get(7, newest=2).tolist() == [6, 9]
+        assert p.get(8).tolist() == [3, 6]
+        keys, which = p.get_many(np.array([7], dtype=np.uint32), newest=3)
+        assert keys.tolist() == [5, 6, 9] and which.tolist() == [0, 0, 0]
