@@ -205,7 +205,7 @@ def _site_of(doc: DedupDoc) -> int:
     name = (doc.source or "").strip().lower()
     if not name and doc.url:
         name = (urlsplit(doc.url).hostname or "").lower()
-    return hash32(name) or 1 if name else 0
+    return (hash32(name) or 1) if name else 0
 
 
 def _timestamp(when: datetime | None) -> float | None:
@@ -513,7 +513,6 @@ class StoryIndex:
         model = self.pair_model
         if model is None or not self.settings.merge_stories:
             return {}
-        rows = self._rows
         keys = sorted(k for k in (self._key_of(d) for d in doc_ids) if k is not None)
         if not keys:
             return {}
@@ -527,10 +526,7 @@ class StoryIndex:
         # first judgement being its add.
         changed_at = {story_id: max(members) for story_id, members in opened.items()}
         for story_id in list(opened):
-            members = self._members.get(hash32(story_id))
-            members = members[rows.is_alive(members)]
-            members = members[rows.col("story")[members - rows.base] == np.uint64(hash64(story_id))]
-            if not set(members.tolist()) <= mine:
+            if not set(self._live_members(story_id).tolist()) <= mine:
                 del opened[story_id]
         judged_at = {story_id: members[0] if len(members) == 1 else -1 for story_id, members in opened.items()}
         clock = keys[-1]
@@ -575,11 +571,7 @@ class StoryIndex:
         """(average probability, story, closest member's doc_id) of the best other story that the
         members of `story_id` pass the rewrite threshold against, as a whole; else None. With
         `since`, only the stories changed after it (`changed_at`) are judged."""
-        rows = self._rows
-        links = rows.col("link")[np.array(members, dtype=np.int64) - rows.base]
-        distinct = [k for k, link in zip(members, links.tolist(), strict=True)
-                    if link in (_LINK_CODE["original"], _LINK_CODE["rewrite"])] or members
-        docs = [self._stored(k) for k in distinct[: self.settings.max_story_sample]]
+        docs = [self._stored(k) for k in self._distinct_sample(np.array(members, dtype=np.int64))]
         s = self.settings
         if any(d.content_words < s.min_rewrite_terms for d in docs):
             return None   # short texts (feed entries, headlines) are not judged again
@@ -587,7 +579,7 @@ class StoryIndex:
         vectors = [self._weigh(d) for d in docs]
         candidates: dict[str, None] = {}
         for doc in docs:
-            doc.salient = self._salient_of_stored(doc)
+            doc.salient = self._fresh_salient.get(doc.key, np.zeros(0, dtype=np.uint32))   # filed under at its add
             for other in self._candidate_stories(doc):
                 if other != story_id and (since is None or changed_at.get(other, -1) > since):
                     candidates.setdefault(other, None)
@@ -605,11 +597,7 @@ class StoryIndex:
                 best = (average, other, self._names(closest)[0])
         return best
 
-    def _salient_of_stored(self, doc: _Doc) -> np.ndarray:
-        """The salient term ids a document of this batch was filed under (kept since its add)."""
-        return self._fresh_salient.get(doc.key, np.zeros(0, dtype=np.uint32))
-
-    def _relabel(self, keys: list[int], old: str, new: str, closest: str | None, score: float) -> bool:
+    def _relabel(self, keys: list[int], old: str, new: str, closest: str, score: float) -> bool:
         """Move the documents `keys` (added in this batch, not saved yet) from story `old` to `new`;
         the one that opened `old` becomes a rewrite of `closest` in `new`. False (nothing moved)
         if `new`'s id is not as long as `old`'s (the names are rewritten in place)."""
@@ -626,7 +614,7 @@ class StoryIndex:
             at = len(parts[0]) + 1
             names[at : at + len(new_b)] = np.frombuffer(new_b, dtype=np.uint8)
             story[r] = np.uint64(hash64(new))
-            if link[r] == _LINK_CODE["original"] and closest is not None:
+            if link[r] == _LINK_CODE["original"]:
                 link[r] = _LINK_CODE["rewrite"]
                 scores[r] = round(score, 4)
                 self._merged_matches[key] = closest
@@ -715,14 +703,24 @@ class StoryIndex:
         story by how often one article was reprinted.
         """
         rows = self._rows
-        keys = self._members.get(hash32(story_id))
-        keys = keys[rows.is_alive(keys)]
-        keys = keys[rows.col("story")[keys - rows.base] == np.uint64(hash64(story_id))][::-1]
+        keys = self._live_members(story_id)[::-1]
         times = rows.col("published")[keys - rows.base]
         if published is not None:
             inside = np.isnan(times) | (np.abs(times - published) <= self.settings.window_days * _DAY)
             keys = keys[inside]
-        links = rows.col("link")[keys - rows.base]
+        return self._distinct_sample(keys)
+
+    def _live_members(self, story_id: str) -> np.ndarray:
+        """The indexed documents of `story_id`, oldest first."""
+        rows = self._rows
+        keys = self._members.get(hash32(story_id))
+        keys = keys[rows.is_alive(keys)]
+        return keys[rows.col("story")[keys - rows.base] == np.uint64(hash64(story_id))]
+
+    def _distinct_sample(self, keys: np.ndarray) -> list[int]:
+        """The first `max_story_sample` of `keys` that are no exact or near copy (all of them if
+        every one is)."""
+        links = self._rows.col("link")[keys - self._rows.base]
         distinct = (links == _LINK_CODE["original"]) | (links == _LINK_CODE["rewrite"])
         sample = self.settings.max_story_sample
         chosen = keys[distinct][:sample]

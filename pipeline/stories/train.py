@@ -276,9 +276,8 @@ def _adds_only(settings: DedupSettings) -> DedupSettings:
     return replace(settings, merge_stories=False)
 
 
-def choose_long(ds: Dataset, model: PairModel, settings: DedupSettings, topics: set[str]) -> tuple[float, dict]:
-    """The long threshold that folds `topics` of `ds` best (adds alone), and the foldings at every
-    threshold."""
+def choose_long(ds: Dataset, model: PairModel, settings: DedupSettings, topics: set[str]) -> float:
+    """The long threshold that folds `topics` of `ds` best (adds alone)."""
     adds = _adds_only(settings)
     runs = {t: fold_ecb(ds, with_thresholds(model, long=t), adds) for t in LONG_GRID}
     scores = [_ecb_objective(runs[t], ds, topics) for t in LONG_GRID]
@@ -295,7 +294,7 @@ def choose_long(ds: Dataset, model: PairModel, settings: DedupSettings, topics: 
 
     while best + 1 < len(LONG_GRID) and alike(LONG_GRID[best + 1], LONG_GRID[best]):
         best += 1
-    return LONG_GRID[best], runs
+    return LONG_GRID[best]
 
 
 def _smoothed_best(scores: list[float]) -> int:
@@ -339,7 +338,7 @@ def _held_out_topic(topic: str, rows: Rows, full: Dataset, settings: DedupSettin
     topics, and the stories its documents get at that threshold."""
     is_head = rows.dataset == "headlines"
     model = fit_models(rows, is_head | ((rows.group_a != topic) & (rows.group_b != topic)))
-    t, _ = choose_long(full, model, settings, set(topics) - {topic})
+    t = choose_long(full, model, settings, set(topics) - {topic})
     folded = fold_ecb(full, with_thresholds(model, long=t), settings)
     return topic, t, {d.doc_id: folded[d.doc_id] for d in full.docs if full.group[d.doc_id] == topic}
 
